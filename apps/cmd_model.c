@@ -1,0 +1,156 @@
+/* cmd_model.c - the subcommands that work on model files as a whole:
+ * convert, info and verify. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static void print_progress(void *user, int level, const char *msg) {
+    (void)level;
+    bool tty = *(bool *)user;
+    /* rewrite one status line on a terminal; plain lines in logs */
+    if (tty && msg[0] == '[') fprintf(stderr, "\r\033[K%s", msg);
+    else fprintf(stderr, "%s%s\n", tty ? "\r\033[K" : "", msg);
+    fflush(stderr);
+}
+
+int cmd_convert(int argc, char **argv) {
+    const char *in = NULL, *out = NULL;
+    deepc_convert_params p = deepc_convert_default_params();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: deepc convert <hf_dir> <out.dqf> [--type f32|f16|bf16|q8_0] [--chat-template NAME]\n"
+                   "  Converts a Hugging Face checkpoint directory (config.json, *.safetensors,\n"
+                   "  tokenizer.json) into one .dqf file. Default type: q8_0. Chat template names:\n"
+                   "  deepseek-r1, deepseek-v3, deepseek-v2, chatml, llama3 (default: detected).\n");
+            return CLI_OK;
+        } else if (!strcmp(a, "--type") || !strcmp(a, "-t")) {
+            if (!(p.type = cli_value(argc, argv, &i))) return cli_usage_error("convert", "--type needs a value");
+        } else if (!strcmp(a, "--chat-template")) {
+            if (!(p.chat_template = cli_value(argc, argv, &i))) return cli_usage_error("convert", "--chat-template needs a value");
+        } else if (a[0] == '-' && a[1]) {
+            return cli_usage_error("convert", "unknown option '%s'", a);
+        } else if (!in) in = a;
+        else if (!out) out = a;
+        else return cli_usage_error("convert", "unexpected argument '%s'", a);
+    }
+    if (!in || !out) return cli_usage_error("convert", "expected <hf_dir> <out.dqf>");
+    bool tty = isatty(2);
+    p.progress = print_progress;
+    p.progress_user = &tty;
+    deepc_status st = deepc_convert(in, out, &p);
+    if (st) {
+        if (tty) fputc('\n', stderr);
+        return cli_fail("convert", "%s", deepc_open_error());
+    }
+    return CLI_OK;
+}
+
+static void human(char *o, size_t cap, double b) {
+    const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+    int i = 0;
+    while (b >= 1024.0 && i < 4) { b /= 1024.0; i++; }
+    snprintf(o, cap, i ? "%.2f %s" : "%.0f %s", b, u[i]);
+}
+
+int cmd_info(int argc, char **argv) {
+    const char *path = NULL;
+    long long ctx = 4096;
+    bool tensors = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: deepc info <model.dqf> [--ctx N] [--tensors]\n"
+                   "  Prints the architecture, hyperparameters, tensor types and sizes, and the\n"
+                   "  memory needed for the weights and for a KV cache of N tokens (default 4096).\n"
+                   "  --tensors lists every tensor.\n");
+            return CLI_OK;
+        } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
+            if (!cli_parse_int(cli_value(argc, argv, &i), 1, 1 << 24, &ctx)) return cli_usage_error("info", "--ctx needs a number in [1, 16777216]");
+        } else if (!strcmp(a, "--tensors")) {
+            tensors = true;
+        } else if (a[0] == '-' && a[1]) {
+            return cli_usage_error("info", "unknown option '%s'", a);
+        } else if (!path) path = a;
+        else return cli_usage_error("info", "unexpected argument '%s'", a);
+    }
+    if (!path) return cli_usage_error("info", "expected <model.dqf>");
+    deepc_model *m;
+    if (deepc_model_open(path, &m)) return cli_fail("info", "%s", deepc_open_error());
+    deepc_model_info mi = { .struct_size = sizeof mi };
+    deepc_model_get_info(m, &mi);
+    size_t ql, cl;
+    const char *q = deepc_model_meta_str(m, "general.quantization", &ql);
+    const char *cv = deepc_model_meta_str(m, "general.converter", &cl);
+    char b1[32], b2[32];
+    printf("file:            %s\n", path);
+    printf("source:          %s\n", mi.name);
+    printf("converter:       %.*s, requested type %.*s\n", (int)cl, cv ? cv : "?", (int)ql, q ? q : "?");
+    printf("architecture:    %s\n", mi.arch);
+    printf("layers:          %d\n", mi.n_layers);
+    printf("hidden size:     %d\n", mi.n_embd);
+    printf("ffn size:        %d\n", mi.n_ff);
+    printf("heads:           %d (kv heads %d, head dim %d)\n", mi.n_heads, mi.n_kv_heads, mi.head_dim);
+    printf("vocabulary:      %d\n", mi.n_vocab);
+    printf("trained context: %d\n", mi.n_ctx_train);
+    printf("rope theta:      %g\n", mi.rope_theta);
+    printf("norm eps:        %g\n", mi.norm_eps);
+    printf("bos / eos ids:   %d / %d\n", mi.bos_id, mi.eos_id);
+    printf("parameters:      %.3f B total, %.3f B active per token\n", mi.n_params / 1e9, mi.n_params_active / 1e9);
+
+    /* bytes per tensor type */
+    const char *types[16];
+    uint64_t tb[16] = {0}, tn[16] = {0}, te[16] = {0};
+    int nt = 0;
+    size_t n = deepc_model_n_tensors(m);
+    for (size_t i = 0; i < n; i++) {
+        deepc_tensor_info ti;
+        deepc_model_tensor(m, i, &ti);
+        int k = 0;
+        while (k < nt && strcmp(types[k], ti.type)) k++;
+        if (k == nt && nt < 16) types[nt++] = ti.type;
+        if (k < 16) { tb[k] += ti.bytes; tn[k]++; te[k] += ti.n_elems; }
+    }
+    printf("tensors:         %zu\n", n);
+    for (int k = 0; k < nt; k++) {
+        human(b1, sizeof b1, (double)tb[k]);
+        printf("  %-6s %5llu tensors  %12s  %.2f bits/weight\n", types[k], (unsigned long long)tn[k], b1, te[k] ? 8.0 * tb[k] / te[k] : 0.0);
+    }
+    if (ctx > mi.n_ctx_train) ctx = mi.n_ctx_train;
+    human(b1, sizeof b1, (double)mi.weight_bytes);
+    human(b2, sizeof b2, (double)mi.kv_bytes_per_token * ctx);
+    printf("memory:          weights %s, KV cache %s for %lld tokens (%llu bytes/token, fp16)\n", b1, b2, ctx,
+           (unsigned long long)mi.kv_bytes_per_token);
+    if (tensors) {
+        for (size_t i = 0; i < n; i++) {
+            deepc_tensor_info ti;
+            deepc_model_tensor(m, i, &ti);
+            printf("  %-60s %-5s [", ti.name, ti.type);
+            for (int d = 0; d < ti.ndim; d++) printf("%s%llu", d ? ", " : "", (unsigned long long)ti.dims[d]);
+            human(b1, sizeof b1, (double)ti.bytes);
+            printf("] %s\n", b1);
+        }
+    }
+    deepc_model_close(m);
+    return CLI_OK;
+}
+
+int cmd_verify(int argc, char **argv) {
+    if (argc != 2 || argv[1][0] == '-') {
+        if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+            printf("usage: deepc verify <model.dqf>\n  Checks the structure and every tensor checksum.\n");
+            return CLI_OK;
+        }
+        return cli_usage_error("verify", "expected <model.dqf>");
+    }
+    deepc_model *m;
+    if (deepc_model_open(argv[1], &m)) return cli_fail("verify", "%s", deepc_open_error());
+    deepc_status st = deepc_model_verify(m);
+    deepc_model_close(m);
+    if (st) return cli_fail("verify", "%s", deepc_open_error());
+    printf("%s: ok\n", argv[1]);
+    return CLI_OK;
+}

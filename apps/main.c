@@ -1,0 +1,119 @@
+/* main.c - the deepc command-line tool: dispatches to subcommands and holds
+ * the small helpers they share. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void vmsg(const char *cmd, const char *fmt, va_list ap) {
+    fprintf(stderr, "deepc%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg(cmd, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "run 'deepc %s --help' for usage\n", cmd ? cmd : "");
+    return CLI_USAGE;
+}
+
+int cli_fail(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg(cmd, fmt, ap);
+    va_end(ap);
+    return CLI_FAIL;
+}
+
+bool cli_parse_int(const char *s, long long lo, long long hi, long long *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_float(const char *s, double lo, double hi, double *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v) || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_ids(const char *s, int32_t **ids, int *n, char *msg, size_t cap) {
+    size_t count = 1;
+    for (const char *p = s; *p; p++) count += *p == ',';
+    int32_t *a = malloc(count * sizeof *a);
+    if (!a) { snprintf(msg, cap, "out of memory"); return false; }
+    int k = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
+            snprintf(msg, cap, "bad token id list near '%.20s' (expected comma-separated non-negative integers)", p);
+            free(a);
+            return false;
+        }
+        a[k++] = (int32_t)v;
+        p = *end ? end + 1 : end;
+        if (*end == ',' && !*p) { snprintf(msg, cap, "token id list ends with a comma"); free(a); return false; }
+    }
+    if (k == 0) { snprintf(msg, cap, "empty token id list"); free(a); return false; }
+    *ids = a;
+    *n = k;
+    return true;
+}
+
+const char *cli_value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) return NULL;
+    return argv[++*i];
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "deepc %s - run DeepSeek-style language models on your CPU\n"
+        "\n"
+        "usage: deepc <command> [options]\n"
+        "\n"
+        "commands:\n"
+        "  convert <hf_dir> <out.dqf> [--type f32|f16|bf16|q8_0]   convert a Hugging Face checkpoint\n"
+        "  info <model.dqf> [--ctx N]                            architecture, tensors, memory needs\n"
+        "  verify <model.dqf>                                    check every tensor checksum\n"
+        "  run -m <model.dqf> (--ids 1,2,3 | -p TEXT) [-n N]     generate from a prompt\n"
+        "  chat -m <model.dqf>                                   interactive multi-turn chat\n"
+        "  tokenize -m <model.dqf> [--jsonl] [--bos] [--plain]   text on stdin -> token ids\n"
+        "  detokenize -m <model.dqf>                             ids on stdin -> text\n"
+        "\n"
+        "run 'deepc <command> --help' for the options of a command.\n", deepc_version_string());
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return CLI_USAGE; }
+    const char *c = argv[1];
+    if (!strcmp(c, "-h") || !strcmp(c, "--help") || !strcmp(c, "help")) { usage(stdout); return CLI_OK; }
+    if (!strcmp(c, "--version") || !strcmp(c, "version")) { printf("deepc %s\n", deepc_version_string()); return CLI_OK; }
+    if (!strcmp(c, "convert")) return cmd_convert(argc - 1, argv + 1);
+    if (!strcmp(c, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(c, "verify")) return cmd_verify(argc - 1, argv + 1);
+    if (!strcmp(c, "run")) return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(c, "chat")) return cmd_chat(argc - 1, argv + 1);
+    if (!strcmp(c, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(c, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
+    fprintf(stderr, "deepc: unknown command '%s'\n\n", c);
+    usage(stderr);
+    return CLI_USAGE;
+}

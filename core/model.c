@@ -1,0 +1,274 @@
+/* model.c - opens a .dqf file as a model: reads and validates the
+ * hyperparameters, binds every weight to its view in the mapping with its
+ * expected shape, and builds the tokenizer from the embedded data. */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const arch_names[DEEPC_ARCH_COUNT] = { "qwen2", "llama" };
+
+/* Binds tensor `name` of shape [rows, cols] (cols only when rows == 0 means a
+ * 1-D vector). Vectors must be F32. */
+static int bind(const deepc_dqf *d, const char *name, int rows, int cols, deepc_wt *w, deepc_err *err) {
+    const deepc_dqf_tensor *t = deepc_dqf_find(d, name);
+    if (!t) return deepc_errf(err, DEEPC_ERR_FORMAT, "missing tensor '%s'", name);
+    bool vec = rows == 0;
+    if (vec ? (t->ndim != 1 || t->dims[0] != (uint64_t)cols)
+            : (t->ndim != 2 || t->dims[0] != (uint64_t)rows || t->dims[1] != (uint64_t)cols))
+        return deepc_errf(err, DEEPC_ERR_FORMAT, "tensor '%s' has shape [%llu%s%llu], expected [%d%s%d]", name,
+                          (unsigned long long)t->dims[0], t->ndim > 1 ? ", " : "",
+                          t->ndim > 1 ? (unsigned long long)t->dims[1] : 0ull,
+                          vec ? cols : rows, vec ? "" : ", ", vec ? 0 : cols);
+    if (vec && t->type != DEEPC_TYPE_F32)
+        return deepc_errf(err, DEEPC_ERR_FORMAT, "tensor '%s' must be f32, is %s", name, deepc_type_info(t->type)->name);
+    w->data = t->data;
+    w->type = t->type;
+    w->rows = vec ? 1 : rows;
+    w->cols = cols;
+    w->row_bytes = deepc_type_row_bytes(t->type, (size_t)cols);
+    return 0;
+}
+
+static int get_u32(const deepc_dqf *d, const char *key, int lo, int hi, int *out, deepc_err *err) {
+    uint32_t v;
+    if (!deepc_dqf_get_u32(d, key, &v)) return deepc_errf(err, DEEPC_ERR_FORMAT, "missing metadata '%s'", key);
+    if ((int64_t)v < lo || (int64_t)v > hi) return deepc_errf(err, DEEPC_ERR_FORMAT, "metadata '%s' = %u is out of range [%d, %d]", key, v, lo, hi);
+    *out = (int)v;
+    return 0;
+}
+
+static int get_f32(const deepc_dqf *d, const char *key, float lo, float hi, float *out, deepc_err *err) {
+    float v;
+    if (!deepc_dqf_get_f32(d, key, &v)) return deepc_errf(err, DEEPC_ERR_FORMAT, "missing metadata '%s'", key);
+    if (!(v >= lo && v <= hi)) return deepc_errf(err, DEEPC_ERR_FORMAT, "metadata '%s' = %g is out of range [%g, %g]", key, v, lo, hi);
+    *out = v;
+    return 0;
+}
+
+static int read_hparams(const deepc_dqf *d, deepc_hparams *hp, char *arch_name, deepc_err *err) {
+    const char *s;
+    size_t n;
+    if (!deepc_dqf_get_str(d, "general.architecture", &s, &n)) return deepc_errf(err, DEEPC_ERR_FORMAT, "missing metadata 'general.architecture'");
+    int a = -1;
+    for (int i = 0; i < DEEPC_ARCH_COUNT; i++)
+        if (strlen(arch_names[i]) == n && !memcmp(arch_names[i], s, n)) a = i;
+    if (a < 0) return deepc_errf(err, DEEPC_ERR_UNSUPPORTED, "architecture '%.*s' is not supported by this build (supported: qwen2, llama)", (int)(n > 64 ? 64 : n), s);
+    hp->arch = (deepc_arch)a;
+    snprintf(arch_name, 16, "%s", arch_names[a]);
+    int rc = get_u32(d, "llm.n_layers", 1, 1024, &hp->n_layers, err);
+    if (!rc) rc = get_u32(d, "llm.n_embd", 1, 1 << 16, &hp->n_embd, err);
+    if (!rc) rc = get_u32(d, "llm.n_ff", 1, 1 << 20, &hp->n_ff, err);
+    if (!rc) rc = get_u32(d, "llm.n_heads", 1, 1024, &hp->n_heads, err);
+    if (!rc) rc = get_u32(d, "llm.n_kv_heads", 1, 1024, &hp->n_kv_heads, err);
+    if (!rc) rc = get_u32(d, "llm.head_dim", 2, 1024, &hp->head_dim, err);
+    if (!rc) rc = get_u32(d, "llm.n_vocab", 1, 1 << 24, &hp->n_vocab, err);
+    if (!rc) rc = get_u32(d, "llm.n_ctx_train", 1, 1 << 24, &hp->n_ctx_train, err);
+    if (!rc) rc = get_f32(d, "llm.rope_theta", 1.0f, 1e12f, &hp->rope_theta, err);
+    if (!rc) rc = get_f32(d, "llm.norm_eps", 0.0f, 1.0f, &hp->norm_eps, err);
+    if (!rc) rc = get_u32(d, "llm.rope_scaling", 0, 1, &hp->rope_scaling, err);
+    if (rc) return rc;
+    if (hp->rope_scaling == DEEPC_ROPE_SCALING_LLAMA3) {
+        rc = get_f32(d, "llm.rope_factor", 1.0f, 1e6f, &hp->rope_factor, err);
+        if (!rc) rc = get_f32(d, "llm.rope_low_freq_factor", 1e-6f, 1e6f, &hp->rope_low_freq_factor, err);
+        if (!rc) rc = get_f32(d, "llm.rope_high_freq_factor", 1e-6f, 1e6f, &hp->rope_high_freq_factor, err);
+        if (!rc) rc = get_u32(d, "llm.rope_orig_ctx", 1, 1 << 24, &hp->rope_orig_ctx, err);
+        if (rc) return rc;
+        if (hp->rope_high_freq_factor <= hp->rope_low_freq_factor)
+            return deepc_errf(err, DEEPC_ERR_FORMAT, "rope scaling: high_freq_factor must exceed low_freq_factor");
+    }
+    if (hp->head_dim % 2) return deepc_errf(err, DEEPC_ERR_FORMAT, "head_dim %d is odd", hp->head_dim);
+    if (hp->n_heads % hp->n_kv_heads) return deepc_errf(err, DEEPC_ERR_FORMAT, "n_heads %d is not a multiple of n_kv_heads %d", hp->n_heads, hp->n_kv_heads);
+    if (!deepc_dqf_get_bool(d, "llm.attn_bias", &hp->attn_bias) || !deepc_dqf_get_bool(d, "llm.tied_embeddings", &hp->tied_embeddings))
+        return deepc_errf(err, DEEPC_ERR_FORMAT, "missing metadata 'llm.attn_bias' or 'llm.tied_embeddings'");
+    return 0;
+}
+
+void deepc_rope_inv_freq(const deepc_hparams *hp, float *inv_freq) {
+    int half = hp->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        /* HF computes base ** (2i/d) in float32; the double here rounds to the same float for all practical d */
+        float f = (float)(1.0 / pow((double)hp->rope_theta, (double)(2 * i) / (double)hp->head_dim));
+        if (hp->rope_scaling == DEEPC_ROPE_SCALING_LLAMA3) {
+            /* transformers _compute_llama3_parameters: long wavelengths are divided by the factor,
+             * short ones kept, and the band between is interpolated */
+            float factor = hp->rope_factor, lo = hp->rope_low_freq_factor, hi = hp->rope_high_freq_factor;
+            float old_ctx = (float)hp->rope_orig_ctx;
+            float low_wavelen = old_ctx / lo, high_wavelen = old_ctx / hi;
+            float wavelen = 2.0f * (float)M_PI / f;
+            float g = wavelen > low_wavelen ? f / factor : f;
+            if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) {
+                float smooth = (old_ctx / wavelen - lo) / (hi - lo);
+                g = (1.0f - smooth) * g / factor + smooth * g;
+            }
+            f = g;
+        }
+        inv_freq[i] = f;
+    }
+}
+
+static int read_tokdata(const deepc_dqf *d, deepc_tokdata *td, deepc_err *err) {
+    uint32_t nv;
+    if (!deepc_dqf_get_u32(d, "tokenizer.n_vocab", &nv)) return 1; /* no tokenizer: fine */
+    const void *p;
+    uint64_t n_offs, n_text, n_flags, n_merges;
+    if (!deepc_dqf_get_array(d, "tokenizer.offs", DEEPC_META_U32, &p, &n_offs) || n_offs != (uint64_t)nv + 1)
+        return deepc_errf(err, DEEPC_ERR_FORMAT, "tokenizer: token offsets missing or of the wrong length");
+    td->offs = (uint32_t *)p;
+    if (!deepc_dqf_get_array(d, "tokenizer.text", DEEPC_META_U8, &p, &n_text))
+        return deepc_errf(err, DEEPC_ERR_FORMAT, "tokenizer: token text missing");
+    td->text = (uint8_t *)p;
+    if (!deepc_dqf_get_array(d, "tokenizer.flags", DEEPC_META_U32, &p, &n_flags) || n_flags != nv)
+        return deepc_errf(err, DEEPC_ERR_FORMAT, "tokenizer: token flags missing or of the wrong length");
+    td->flags = (uint32_t *)p;
+    if (!deepc_dqf_get_array(d, "tokenizer.merges", DEEPC_META_U32, &p, &n_merges) || n_merges % 2)
+        return deepc_errf(err, DEEPC_ERR_FORMAT, "tokenizer: merges missing or of odd length");
+    td->merges = (uint32_t *)p;
+    td->n_vocab = nv;
+    td->n_merges = (uint32_t)(n_merges / 2);
+    if (td->offs[0] != 0 || td->offs[nv] != n_text) return deepc_errf(err, DEEPC_ERR_FORMAT, "tokenizer: token offsets do not cover the text");
+    for (uint32_t i = 0; i < nv; i++)
+        if (td->offs[i + 1] < td->offs[i]) return deepc_errf(err, DEEPC_ERR_FORMAT, "tokenizer: token offsets decrease at id %u", i);
+    for (uint64_t i = 0; i < n_merges; i++)
+        if (td->merges[i] >= nv) return deepc_errf(err, DEEPC_ERR_FORMAT, "tokenizer: merge %llu names id %u >= vocab %u", (unsigned long long)(i / 2), td->merges[i], nv);
+    if (!deepc_dqf_get_u32(d, "tokenizer.pretok", &td->pretok) || td->pretok >= DEEPC_PRETOK_COUNT ||
+        !deepc_dqf_get_u32(d, "tokenizer.normalizer", &td->normalizer) || td->normalizer >= DEEPC_NORM_COUNT ||
+        !deepc_dqf_get_u32(d, "tokenizer.gflags", &td->gflags) ||
+        !deepc_dqf_get_u32(d, "tokenizer.chat_template", &td->chat_template) || td->chat_template >= DEEPC_TMPL_COUNT ||
+        !deepc_dqf_get_i32(d, "tokenizer.bos_id", &td->bos_id) || td->bos_id < -1 || td->bos_id >= (int32_t)nv ||
+        !deepc_dqf_get_i32(d, "tokenizer.eos_id", &td->eos_id) || td->eos_id < -1 || td->eos_id >= (int32_t)nv ||
+        !deepc_dqf_get_i32(d, "tokenizer.pad_id", &td->pad_id) || td->pad_id < -1 || td->pad_id >= (int32_t)nv)
+        return deepc_errf(err, DEEPC_ERR_FORMAT, "tokenizer: kind, flags or special ids missing or out of range");
+    return 0;
+}
+
+static int bind_all(deepc_model *m, deepc_err *err) {
+    const deepc_hparams *hp = &m->hp;
+    const deepc_dqf *d = m->dqf;
+    int E = hp->n_embd, Q = hp->n_heads * hp->head_dim, KV = hp->n_kv_heads * hp->head_dim, F = hp->n_ff;
+    char nm[128];
+    int rc = bind(d, "model.embed_tokens.weight", hp->n_vocab, E, &m->tok_embd, err);
+    if (!rc) rc = bind(d, "model.norm.weight", 0, E, &m->out_norm, err);
+    if (!rc) {
+        if (hp->tied_embeddings) m->lm_head = m->tok_embd;
+        else rc = bind(d, "lm_head.weight", hp->n_vocab, E, &m->lm_head, err);
+    }
+    for (int l = 0; l < hp->n_layers && !rc; l++) {
+        deepc_layer *L = &m->layers[l];
+#define B(field, suffix, r, c) \
+        if (!rc) { snprintf(nm, sizeof nm, "model.layers.%d.%s", l, suffix); rc = bind(d, nm, r, c, &L->field, err); }
+        B(attn_norm, "input_layernorm.weight", 0, E)
+        B(wq, "self_attn.q_proj.weight", Q, E)
+        B(wk, "self_attn.k_proj.weight", KV, E)
+        B(wv, "self_attn.v_proj.weight", KV, E)
+        B(wo, "self_attn.o_proj.weight", E, Q)
+        if (hp->attn_bias) {
+            B(bq, "self_attn.q_proj.bias", 0, Q)
+            B(bk, "self_attn.k_proj.bias", 0, KV)
+            B(bv, "self_attn.v_proj.bias", 0, KV)
+        }
+        B(ffn_norm, "post_attention_layernorm.weight", 0, E)
+        B(w_gate, "mlp.gate_proj.weight", F, E)
+        B(w_up, "mlp.up_proj.weight", F, E)
+        B(w_down, "mlp.down_proj.weight", E, F)
+#undef B
+    }
+    return rc;
+}
+
+static _Thread_local char open_error[512];
+
+const char *deepc_open_error(void) { return open_error; }
+
+void deepc_set_open_error(const char *msg) { snprintf(open_error, sizeof open_error, "%s", msg); }
+
+deepc_status deepc_model_open(const char *path, deepc_model **out) {
+    deepc_err err = { "" };
+    int rc = DEEPC_OK;
+    if (!out || !path) { deepc_set_open_error("deepc_model_open: NULL argument"); return DEEPC_ERR_INVALID_ARG; }
+    *out = NULL;
+    deepc_model *m = calloc(1, sizeof *m);
+    if (!m) { deepc_set_open_error("out of memory"); return DEEPC_ERR_NOMEM; }
+    m->dqf = deepc_dqf_open(path, &err);
+    if (!m->dqf) { rc = DEEPC_ERR_FORMAT; if (strstr(err.msg, "cannot open")) rc = DEEPC_ERR_IO; else if (strstr(err.msg, "version")) rc = DEEPC_ERR_UNSUPPORTED; goto fail; }
+    rc = read_hparams(m->dqf, &m->hp, m->arch_name, &err);
+    if (rc) goto failpath;
+    m->layers = calloc((size_t)m->hp.n_layers, sizeof *m->layers);
+    m->inv_freq = calloc((size_t)m->hp.head_dim / 2, sizeof *m->inv_freq);
+    if (!m->layers || !m->inv_freq) { rc = deepc_errf(&err, DEEPC_ERR_NOMEM, "out of memory"); goto fail; }
+    rc = bind_all(m, &err);
+    if (rc) goto failpath;
+    deepc_rope_inv_freq(&m->hp, m->inv_freq);
+    rc = read_tokdata(m->dqf, &m->td, &err);
+    if (rc == 1) {
+        rc = 0;
+    } else if (rc) {
+        goto failpath;
+    } else {
+        if (m->td.n_vocab > (uint32_t)m->hp.n_vocab) {
+            rc = deepc_errf(&err, DEEPC_ERR_FORMAT, "tokenizer has %u tokens but the model only %d logits", m->td.n_vocab, m->hp.n_vocab);
+            goto failpath;
+        }
+        m->tok = deepc_tokenizer_create(&m->td, &err);
+        if (!m->tok) { rc = DEEPC_ERR_FORMAT; goto failpath; }
+    }
+    const char *s;
+    size_t n;
+    if (!deepc_dqf_get_str(m->dqf, "general.name", &s, &n)) { s = path; n = strlen(path); }
+    m->name = malloc(n + 1);
+    if (!m->name) { rc = deepc_errf(&err, DEEPC_ERR_NOMEM, "out of memory"); goto fail; }
+    memcpy(m->name, s, n);
+    m->name[n] = 0;
+    for (size_t i = 0; i < deepc_dqf_n_tensors(m->dqf); i++) {
+        const deepc_dqf_tensor *t = deepc_dqf_tensor_at(m->dqf, i);
+        if (t->flags & DEEPC_TENSOR_OPTIONAL) continue;
+        m->n_params += t->n_elems;
+        m->weight_bytes += t->size;
+    }
+    *out = m;
+    return DEEPC_OK;
+failpath: {
+        char tmp[sizeof err.msg];
+        snprintf(tmp, sizeof tmp, "%.200s: %.300s", path, err.msg);
+        memcpy(err.msg, tmp, sizeof tmp);
+    }
+fail:
+    deepc_set_open_error(err.msg);
+    deepc_model_close(m);
+    return (deepc_status)rc;
+}
+
+void deepc_model_close(deepc_model *m) {
+    if (!m) return;
+    deepc_tokenizer_destroy(m->tok);
+    deepc_dqf_close(m->dqf);
+    free(m->layers);
+    free(m->inv_freq);
+    free(m->name);
+    free(m);
+}
+
+deepc_status deepc_model_get_info(const deepc_model *m, deepc_model_info *info) {
+    if (!m || !info) return DEEPC_ERR_INVALID_ARG;
+    size_t sz = info->struct_size ? info->struct_size : sizeof *info;
+    deepc_model_info r = {0};
+    r.struct_size = sz;
+    r.arch = m->arch_name;
+    r.name = m->name;
+    const deepc_hparams *hp = &m->hp;
+    r.n_layers = hp->n_layers; r.n_embd = hp->n_embd; r.n_ff = hp->n_ff;
+    r.n_heads = hp->n_heads; r.n_kv_heads = hp->n_kv_heads; r.head_dim = hp->head_dim;
+    r.n_vocab = hp->n_vocab; r.n_ctx_train = hp->n_ctx_train;
+    r.rope_theta = hp->rope_theta; r.norm_eps = hp->norm_eps;
+    r.n_params = m->n_params;
+    /* the embedding table is read one row per token, not wholesale */
+    r.n_params_active = m->n_params - (hp->tied_embeddings ? 0 : (uint64_t)hp->n_vocab * hp->n_embd);
+    r.weight_bytes = m->weight_bytes;
+    r.kv_bytes_per_token = 2ull * hp->n_layers * hp->n_kv_heads * hp->head_dim * sizeof(uint16_t);
+    r.bos_id = m->tok ? m->td.bos_id : -1;
+    r.eos_id = m->tok ? m->td.eos_id : -1;
+    memcpy(info, &r, sz < sizeof r ? sz : sizeof r);
+    return DEEPC_OK;
+}

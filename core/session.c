@@ -1,0 +1,173 @@
+/* session.c - the public session API: creation (all scratch and the KV cache
+ * sized once), evaluation in batches, sampling and streaming generation. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+deepc_session_params deepc_session_default_params(void) {
+    deepc_session_params p = { sizeof p, 0, 0, 0, NULL };
+    return p;
+}
+
+deepc_sampling deepc_sampling_default(void) {
+    deepc_sampling p = { sizeof p, 0.6f, 0, 0.95f, 0.0f, 1.0f, 64, 0 };
+    return p;
+}
+
+static void *xcalloc(size_t n, size_t sz, bool *ok) {
+    void *p = calloc(n ? n : 1, sz);
+    if (!p) *ok = false;
+    return p;
+}
+
+deepc_status deepc_session_create(deepc_model *m, const deepc_session_params *pp, deepc_session **out) {
+    if (!m || !out) return DEEPC_ERR_INVALID_ARG;
+    *out = NULL;
+    deepc_session_params p = deepc_session_default_params();
+    if (pp) memcpy(&p, pp, pp->struct_size && pp->struct_size < sizeof p ? pp->struct_size : sizeof p);
+    const deepc_hparams *hp = &m->hp;
+    if (p.n_ctx < 0 || p.n_threads < 0 || p.n_batch < 0 || p.n_threads > 1024) {
+        deepc_set_open_error("session: n_ctx, n_threads and n_batch must be >= 0 (n_threads <= 1024)");
+        return DEEPC_ERR_INVALID_ARG;
+    }
+    if (p.n_ctx == 0) p.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+    if (p.n_ctx > hp->n_ctx_train) p.n_ctx = hp->n_ctx_train;
+    if (p.n_batch == 0) p.n_batch = 64;
+    if (p.n_batch > p.n_ctx) p.n_batch = p.n_ctx;
+    int nt = p.n_threads ? p.n_threads : deepc_default_threads();
+
+    const deepc_kernels *k = deepc_kernels_select(p.isa);
+    if (!k) {
+        deepc_set_open_error("session: the requested instruction set is unknown or not supported by this CPU");
+        return DEEPC_ERR_UNSUPPORTED;
+    }
+    deepc_session *s = calloc(1, sizeof *s);
+    if (!s) return DEEPC_ERR_NOMEM;
+    s->m = m;
+    s->k = k;
+    s->n_ctx = p.n_ctx;
+    s->n_batch = p.n_batch;
+    bool ok = true;
+    size_t B = (size_t)p.n_batch, E = (size_t)hp->n_embd, hd = (size_t)hp->head_dim;
+    size_t Q = (size_t)hp->n_heads * hd, KV = (size_t)hp->n_kv_heads * hd, F = (size_t)hp->n_ff;
+    size_t C = (size_t)p.n_ctx, L = (size_t)hp->n_layers;
+    s->k_cache = xcalloc(L * C * KV, sizeof(uint16_t), &ok);
+    s->v_cache = xcalloc(L * C * KV, sizeof(uint16_t), &ok);
+    s->rope_cos = xcalloc(C * hd / 2, sizeof(float), &ok);
+    s->rope_sin = xcalloc(C * hd / 2, sizeof(float), &ok);
+    s->x = xcalloc(B * E, sizeof(float), &ok);
+    s->xb = xcalloc(B * (E > Q ? E : Q), sizeof(float), &ok);
+    s->q = xcalloc(B * Q, sizeof(float), &ok);
+    s->kv_k = xcalloc(B * KV, sizeof(float), &ok);
+    s->kv_v = xcalloc(B * KV, sizeof(float), &ok);
+    s->att = xcalloc(B * Q, sizeof(float), &ok);
+    s->hb = xcalloc(B * F, sizeof(float), &ok);
+    s->hb2 = xcalloc(B * F, sizeof(float), &ok);
+    s->scores = xcalloc((size_t)nt * C, sizeof(float), &ok);
+    size_t max_in = E > Q ? E : Q;
+    if (F > max_in) max_in = F;
+    s->act = xcalloc(B, max_in * sizeof(float), &ok);   /* f32 is the widest act type */
+    s->logits = xcalloc((size_t)hp->n_vocab, sizeof(float), &ok);
+    s->history = xcalloc(C, sizeof(int32_t), &ok);
+    s->sampler = deepc_sampler_create(hp->n_vocab);
+    s->pool = deepc_pool_create(nt);
+    if (!ok || !s->sampler || !s->pool) {
+        deepc_session_destroy(s);
+        deepc_set_open_error("session: out of memory for the KV cache and scratch buffers (try a smaller --ctx)");
+        return DEEPC_ERR_NOMEM;
+    }
+    /* angles in fp32 as HF computes them (position * inv_freq), trig in double */
+    for (size_t pos = 0; pos < C; pos++)
+        for (size_t i = 0; i < hd / 2; i++) {
+            float a = (float)pos * m->inv_freq[i];
+            s->rope_cos[pos * hd / 2 + i] = (float)cos((double)a);
+            s->rope_sin[pos * hd / 2 + i] = (float)sin((double)a);
+        }
+    *out = s;
+    return DEEPC_OK;
+}
+
+void deepc_session_destroy(deepc_session *s) {
+    if (!s) return;
+    deepc_pool_destroy(s->pool);
+    deepc_sampler_destroy(s->sampler);
+    free(s->k_cache); free(s->v_cache); free(s->rope_cos); free(s->rope_sin);
+    free(s->x); free(s->xb); free(s->q); free(s->kv_k); free(s->kv_v); free(s->att);
+    free(s->hb); free(s->hb2); free(s->scores); free(s->act); free(s->logits); free(s->history);
+    free(s);
+}
+
+const char *deepc_last_error(const deepc_session *s) { return s ? s->err.msg : deepc_open_error(); }
+int deepc_session_pos(const deepc_session *s) { return s->pos; }
+int deepc_session_n_ctx(const deepc_session *s) { return s->n_ctx; }
+
+deepc_status deepc_session_rewind(deepc_session *s, int pos) {
+    if (!s || pos < 0 || pos > s->pos) return DEEPC_ERR_INVALID_ARG;
+    s->pos = pos;
+    s->have_logits = false;
+    memset(&s->detok, 0, sizeof s->detok);
+    return DEEPC_OK;
+}
+
+deepc_status deepc_session_eval(deepc_session *s, const int32_t *tokens, int n, float *logits) {
+    if (!s || (!tokens && n)) return DEEPC_ERR_INVALID_ARG;
+    if (n < 0) return (deepc_status)deepc_errf(&s->err, DEEPC_ERR_INVALID_ARG, "negative token count");
+    if (s->pos + n > s->n_ctx)
+        return (deepc_status)deepc_errf(&s->err, DEEPC_ERR_CONTEXT_FULL, "context full: %d tokens in the cache + %d new exceed the context of %d", s->pos, n, s->n_ctx);
+    size_t V = (size_t)s->m->hp.n_vocab;
+    for (int i = 0; i < n; i += s->n_batch) {
+        int c = n - i < s->n_batch ? n - i : s->n_batch;
+        int rc = deepc_forward(s, tokens + i, c, logits ? logits + (size_t)i * V : NULL);
+        if (rc) return (deepc_status)rc;
+    }
+    return DEEPC_OK;
+}
+
+const float *deepc_session_logits(const deepc_session *s) { return s && s->have_logits ? s->logits : NULL; }
+
+deepc_status deepc_session_sample(deepc_session *s, const deepc_sampling *p, int32_t *token) {
+    if (!s || !token) return DEEPC_ERR_INVALID_ARG;
+    if (!s->have_logits) return (deepc_status)deepc_errf(&s->err, DEEPC_ERR_INVALID_ARG, "nothing evaluated yet: no logits to sample from");
+    deepc_sampling d = deepc_sampling_default();
+    if (!p) p = &d;
+    if (!(p->temperature >= 0.0f) || p->top_k < 0 || !(p->top_p > 0.0f && p->top_p <= 1.0f) ||
+        !(p->min_p >= 0.0f && p->min_p <= 1.0f) || !(p->repeat_penalty > 0.0f) || p->repeat_last_n < 0)
+        return (deepc_status)deepc_errf(&s->err, DEEPC_ERR_INVALID_ARG,
+                                        "sampling parameters out of range (temperature >= 0, top_k >= 0, 0 < top_p <= 1, 0 <= min_p <= 1, repeat_penalty > 0)");
+    size_t nh = (size_t)s->pos, last = (size_t)p->repeat_last_n;
+    size_t start = nh > last ? nh - last : 0;
+    *token = deepc_sampler_sample(s->sampler, p, s->logits, s->history + start, nh - start);
+    return DEEPC_OK;
+}
+
+deepc_status deepc_generate(deepc_session *s, const int32_t *prompt, int n_prompt, int n_max,
+                            const deepc_sampling *p, deepc_token_fn cb, void *user, deepc_gen_stats *stats) {
+    deepc_gen_stats st = {0};
+    if (!s || n_prompt < 0 || n_max < 0 || (n_prompt && !prompt)) return DEEPC_ERR_INVALID_ARG;
+    double t0 = deepc_now();
+    deepc_status rc = DEEPC_OK;
+    if (n_prompt) rc = deepc_session_eval(s, prompt, n_prompt, NULL);
+    st.n_prompt = n_prompt;
+    st.prompt_s = deepc_now() - t0;
+    t0 = deepc_now();
+    char piece[512];
+    while (rc == DEEPC_OK && st.n_gen < n_max) {
+        int32_t tok;
+        rc = deepc_session_sample(s, p, &tok);
+        if (rc) break;
+        st.n_gen++;
+        bool eog = deepc_token_is_eog(s->m, tok);
+        size_t len = 0;
+        if (s->m->tok && !eog) len = deepc_tokenizer_decode_push(s->m->tok, &s->detok, tok, piece, sizeof piece);
+        if (cb && !cb(user, tok, piece, len)) break;
+        if (eog) { st.hit_eos = true; break; }
+        if (st.n_gen == n_max) break;
+        if (s->pos >= s->n_ctx) { st.hit_ctx = true; break; }
+        rc = deepc_session_eval(s, &tok, 1, NULL);
+    }
+    st.gen_s = deepc_now() - t0;
+    if (stats) *stats = st;
+    return rc;
+}

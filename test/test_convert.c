@@ -1,0 +1,197 @@
+/* test_convert.c - the converter refuses what it does not support with a
+ * message naming the problem, and never leaves a partial output behind. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "deepc.h"
+#include "hfgen.h"
+
+static char root[256], good[300];
+
+static int setup(void **state) {
+    (void)state;
+    const char *t = getenv("TMPDIR");
+    snprintf(root, sizeof root, "%s/deepc-conv-XXXXXX", t ? t : "/tmp");
+    if (!mkdtemp(root)) return -1;
+    snprintf(good, sizeof good, "%s/good", root);
+    hfgen_spec spec;
+    if (hfgen_preset("tiny-qwen2", &spec)) return -1;
+    spec.dtype = "F32";
+    deepc_err err;
+    return hfgen_write(good, &spec, &err);
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* A fresh copy of the good checkpoint to damage. */
+static void copy_good(const char *name, char *dir, size_t cap) {
+    snprintf(dir, cap, "%s/%s", root, name);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s'", dir, good, dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Replaces the first occurrence of `from` by `to` in dir/file. */
+static void patch(const char *dir, const char *file, const char *from, const char *to) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    b[n] = 0;
+    char *at = NULL;
+    for (long i = 0; i + (long)strlen(from) <= n && !at; i++)
+        if (!memcmp(b + i, from, strlen(from))) at = b + i;
+    assert_non_null(at);
+    f = fopen(p, "wb");
+    fwrite(b, 1, (size_t)(at - b), f);
+    fwrite(to, 1, strlen(to), f);
+    fwrite(at + strlen(from), 1, (size_t)(n - (at - b) - (long)strlen(from)), f);
+    fclose(f);
+    free(b);
+}
+
+static void expect_refusal(const char *dir, const char *type, const char *needle) {
+    char out[600], tmp[620];
+    snprintf(out, sizeof out, "%s/out.dqf", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    deepc_convert_params p = deepc_convert_default_params();
+    p.type = type;
+    deepc_status st = deepc_convert(dir, out, &p);
+    assert_int_not_equal(st, DEEPC_OK);
+    if (!strstr(deepc_open_error(), needle)) fail_msg("error '%s' does not mention '%s'", deepc_open_error(), needle);
+    assert_int_not_equal(access(out, F_OK), 0);     /* nothing at the destination */
+    assert_int_not_equal(access(tmp, F_OK), 0);     /* and no temporary left over */
+}
+
+static void test_good_checkpoint_converts(void **state) {
+    (void)state;
+    char out[600];
+    snprintf(out, sizeof out, "%s/good.dqf", root);
+    deepc_convert_params p = deepc_convert_default_params();
+    assert_int_equal(deepc_convert(good, out, &p), DEEPC_OK);
+    deepc_model *m;
+    assert_int_equal(deepc_model_open(out, &m), DEEPC_OK);
+    assert_int_equal(deepc_model_verify(m), DEEPC_OK);
+    deepc_model_close(m);
+}
+
+static void test_unknown_architecture_is_refused(void **state) {
+    (void)state;
+    char d[400];
+    copy_good("arch", d, sizeof d);
+    patch(d, "config.json", "Qwen2ForCausalLM", "MambaForCausalLM");
+    expect_refusal(d, "q8_0", "architecture 'MambaForCausalLM' is not supported");
+}
+
+static void test_missing_config_is_refused(void **state) {
+    (void)state;
+    char d[400], p[500];
+    copy_good("noconfig", d, sizeof d);
+    snprintf(p, sizeof p, "%s/config.json", d);
+    remove(p);
+    expect_refusal(d, "q8_0", "config.json: cannot open");
+}
+
+static void test_malformed_config_is_refused(void **state) {
+    (void)state;
+    char d[400];
+    copy_good("badjson", d, sizeof d);
+    patch(d, "config.json", "{", "{{");
+    expect_refusal(d, "q8_0", "config.json");
+}
+
+static void test_missing_tensor_is_refused(void **state) {
+    (void)state;
+    char d[400];
+    copy_good("layers", d, sizeof d);
+    /* one more layer in the config than tensors in the checkpoint */
+    patch(d, "config.json", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
+    expect_refusal(d, "q8_0", "missing tensor 'model.layers.2.");
+}
+
+static void test_shape_mismatch_is_refused(void **state) {
+    (void)state;
+    char d[400];
+    copy_good("shape", d, sizeof d);
+    patch(d, "config.json", "\"intermediate_size\": 160", "\"intermediate_size\": 192");
+    expect_refusal(d, "q8_0", "has shape");
+}
+
+static void test_unreadable_dtype_is_refused(void **state) {
+    (void)state;
+    char d[400];
+    copy_good("dtype", d, sizeof d);
+    patch(d, "model.safetensors", "\"F32\"", "\"I32\"");   /* same size, wrong kind */
+    expect_refusal(d, "q8_0", "dtype I32");
+}
+
+static void test_unsupported_rope_scaling_is_refused(void **state) {
+    (void)state;
+    char d[400];
+    copy_good("rope", d, sizeof d);
+    patch(d, "config.json", "\"rope_theta\"", "\"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4.0}, \"rope_theta\"");
+    expect_refusal(d, "q8_0", "rope_scaling type 'yarn'");
+}
+
+static void test_unknown_type_flag_is_refused(void **state) {
+    (void)state;
+    expect_refusal(good, "q3_x", "unknown --type 'q3_x'");
+}
+
+static void test_truncated_shard_is_refused(void **state) {
+    (void)state;
+    char d[400], p[500];
+    copy_good("trunc", d, sizeof d);
+    snprintf(p, sizeof p, "%s/model.safetensors", d);
+    FILE *f = fopen(p, "rb+");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    assert_int_equal(truncate(p, n - 1000), 0);
+    expect_refusal(d, "q8_0", "model.safetensors");
+}
+
+static void test_missing_tokenizer_is_refused(void **state) {
+    (void)state;
+    char d[400], p[500];
+    copy_good("notok", d, sizeof d);
+    snprintf(p, sizeof p, "%s/tokenizer.json", d);
+    remove(p);
+    expect_refusal(d, "q8_0", "tokenizer.json");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_checkpoint_converts),
+        cmocka_unit_test(test_unknown_architecture_is_refused),
+        cmocka_unit_test(test_missing_config_is_refused),
+        cmocka_unit_test(test_malformed_config_is_refused),
+        cmocka_unit_test(test_missing_tensor_is_refused),
+        cmocka_unit_test(test_shape_mismatch_is_refused),
+        cmocka_unit_test(test_unreadable_dtype_is_refused),
+        cmocka_unit_test(test_unsupported_rope_scaling_is_refused),
+        cmocka_unit_test(test_unknown_type_flag_is_refused),
+        cmocka_unit_test(test_truncated_shard_is_refused),
+        cmocka_unit_test(test_missing_tokenizer_is_refused),
+    };
+    return cmocka_run_group_tests_name("convert", tests, setup, teardown);
+}
