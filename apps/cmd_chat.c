@@ -241,6 +241,7 @@ int cmd_chat(int argc, char **argv) {
         st = deepc_generate(s, ids + common, (int)need - common, (int)n_predict, &sp, on_token, &ans, &gs);
         if (ans.in_think && ans.tty) fputs("\033[0m", stdout);
         putchar('\n');
+        fflush(stdout);
         if (st && st != DEEPC_ERR_CONTEXT_FULL) { rc = cli_fail("chat", "%s", deepc_last_error(s)); goto done; }
         last = gs;
         tot_prompt += gs.n_prompt; tot_gen += gs.n_gen;

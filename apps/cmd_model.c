@@ -99,7 +99,10 @@ int cmd_info(int argc, char **argv) {
     printf("rope theta:      %g\n", mi.rope_theta);
     printf("norm eps:        %g\n", mi.norm_eps);
     printf("bos / eos ids:   %d / %d\n", mi.bos_id, mi.eos_id);
-    printf("parameters:      %.3f B total, %.3f B active per token\n", mi.n_params / 1e9, mi.n_params_active / 1e9);
+    double div = mi.n_params >= 1000000000ull ? 1e9 : 1e6;
+    const char *unit = div == 1e9 ? "B" : "M";
+    printf("parameters:      %.3f %s total, %.3f %s active per token (the embedding table is read one row per token)\n",
+           mi.n_params / div, unit, mi.n_params_active / div, unit);
 
     /* bytes per tensor type */
     const char *types[16];

@@ -156,6 +156,7 @@ int cmd_run(int argc, char **argv) {
     }
     if (st) { rc = cli_fail("run", "%s", deepc_last_error(s)); goto done; }
     putchar('\n');
+    fflush(stdout);
     fprintf(stderr, "prompt: %d tokens in %.3f s (%.2f tok/s) | generation: %d tokens in %.3f s (%.2f tok/s)%s\n",
             gs.n_prompt, gs.prompt_s, gs.prompt_s > 0 ? gs.n_prompt / gs.prompt_s : 0.0,
             gs.n_gen, gs.gen_s, gs.gen_s > 0 ? gs.n_gen / gs.gen_s : 0.0,

@@ -443,7 +443,7 @@ static size_t utf8_seq_len(const unsigned char *p, size_t avail) {
 static bool parse_string(parser *P, const char **out, uint32_t *out_len) {
     size_t start = P->pos, q = start + 1;
     while (q < P->len && P->s[q] != '"') q += P->s[q] == '\\' ? 2 : 1;
-    if (q >= P->len) return fail(P, start, "unterminated string%s", "");
+    if (q >= P->len) return fail(P, start, "unterminated string starting%s", "");
     size_t raw = q - start - 1;
     char *o = arena_alloc(P->ar, raw + 1);
     if (!o) return fail_oom(P);
@@ -625,9 +625,9 @@ static bool parse_container(parser *P, deepc_json *v, int depth, bool is_obj) {
             if (!push_member(P, key, klen, hash, &item)) return false;
             skip_ws(P);
             if (P->pos < P->len && P->s[P->pos] == ',') {
-                P->pos++;
+                size_t comma = P->pos++;
                 skip_ws(P);
-                if (P->pos < P->len && P->s[P->pos] == close) return fail(P, P->pos - 1, "trailing comma%s", "");
+                if (P->pos < P->len && P->s[P->pos] == close) return fail(P, comma, "trailing comma%s", "");
                 continue;
             }
             if (P->pos < P->len && P->s[P->pos] == close) {
@@ -664,7 +664,7 @@ static bool parse_literal(parser *P, const char *word, size_t n) {
         P->pos += n;
         return true;
     }
-    return fail_unexpected(P, "");
+    return fail(P, P->pos, "invalid literal (expected '%s')", word);
 }
 
 static bool parse_value(parser *P, deepc_json *v, int depth) {

@@ -351,6 +351,9 @@ typedef struct {
     heap_ent *heap;
     uint8_t *norm;             /* NFC output, 3 * text length, or NULL */
     bool parse_special;        /* split on added tokens at all */
+    const uint8_t *text;       /* the caller's text, for span offsets */
+    const size_t *plain;       /* 2 * n_plain sorted byte ranges kept plain */
+    size_t n_plain;
     int status;
 } enc_ctx;
 
@@ -582,9 +585,22 @@ static int added_longest(const added_set *as, const uint8_t *s, size_t n, size_t
 
 typedef int (*gap_fn)(enc_ctx *c, const uint8_t *s, size_t n);
 
+/* True if [a, b) of the caller's text overlaps a range kept plain. */
+static bool overlaps_plain(const enc_ctx *c, size_t a, size_t b) {
+    size_t lo = 0, hi = c->n_plain;
+    while (lo < hi) {   /* first range ending after a */
+        size_t mid = (lo + hi) / 2;
+        if (c->plain[2 * mid + 1] <= a) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < c->n_plain && c->plain[2 * lo] < b;
+}
+
 /* HF AddedVocabulary::find_matches over s[0..n): added tokens become ids,
- * the text between them goes to gap(). */
-static int split_added(enc_ctx *c, const added_set *as, const uint8_t *s, size_t n, gap_fn gap) {
+ * the text between them goes to gap(). base: offset of s in the caller's
+ * text, for the plain ranges (only used when there are some). */
+static int split_added(enc_ctx *c, const added_set *as, const uint8_t *s, size_t n, size_t base,
+                       gap_fn gap) {
     const uint32_t *flags = c->t->td->flags;
     size_t i = 0, done = 0;
     int r;
@@ -593,6 +609,9 @@ static int split_added(enc_ctx *c, const added_set *as, const uint8_t *s, size_t
         size_t mlen = 0;
         int k = added_longest(as, s, n, i, &mlen);
         if (k < 0) { i++; continue; }
+        /* A match touching a plain range is not one (content cannot forge
+         * tokens, not even together with the template text around it). */
+        if (c->n_plain && overlaps_plain(c, base + i, base + i + mlen)) { i++; continue; }
         uint32_t id = as->ids[k], f = flags[id];
         size_t start = i, stop = i + mlen;
         if (f & DEEPC_TOKF_SINGLE_WORD) {
@@ -615,32 +634,41 @@ static int split_added(enc_ctx *c, const added_set *as, const uint8_t *s, size_t
 
 /* A gap of the raw text: normalize, then split on normalized added tokens. */
 static int raw_gap(enc_ctx *c, const uint8_t *s, size_t n) {
+    size_t base = (size_t)(s - c->text);
+    bool split = c->parse_special && c->t->added[1].n;
     if (c->t->nfc && !deepc_uc_nfc_quick(s, n)) {
+        /* Offsets in the normalized text no longer map to the caller's, so a
+         * gap that touches a plain range gets no added tokens at all. */
+        if (c->n_plain && overlaps_plain(c, base, base + n)) split = false;
         size_t m = deepc_uc_nfc(s, n, c->norm);
         if (m == (size_t)-1) return c->status = DEEPC_ERR_NOMEM;
         s = c->norm;
         n = m;
     }
-    if (c->parse_special && c->t->added[1].n)
-        return split_added(c, &c->t->added[1], s, n, encode_plain);
+    if (split) return split_added(c, &c->t->added[1], s, n, base, encode_plain);
     return encode_plain(c, s, n);
 }
 
-int deepc_tokenizer_encode(const deepc_tokenizer *t, const char *text, size_t len,
-                           bool add_bos, bool parse_special,
-                           int32_t *ids, size_t cap, size_t *n_out, deepc_err *err) {
+static int encode(const deepc_tokenizer *t, const char *text, size_t len, bool add_bos,
+                  bool parse_special, const size_t *plain, size_t n_plain,
+                  int32_t *ids, size_t cap, size_t *n_out, deepc_err *err) {
     if (n_out) *n_out = 0;
-    if (!t || (!text && len) || (!ids && cap) || !n_out)
+    if (!t || (!text && len) || (!ids && cap) || !n_out || (!plain && n_plain))
         return deepc_errf(err, DEEPC_ERR_INVALID_ARG, "tokenizer_encode: NULL argument");
+    for (size_t k = 0; k < n_plain; k++)
+        if (plain[2 * k] > plain[2 * k + 1] || plain[2 * k + 1] > len ||
+            (k > 0 && plain[2 * k] < plain[2 * k - 1]))
+            return deepc_errf(err, DEEPC_ERR_INVALID_ARG,
+                              "tokenizer_encode: plain range %zu is not sorted within the text", k);
     const uint8_t *s = (const uint8_t *)text;
-    enc_ctx c = {.t = t, .ids = ids, .cap = cap, .parse_special = parse_special};
+    enc_ctx c = {.t = t, .ids = ids, .cap = cap, .parse_special = parse_special,
+                 .text = s, .plain = plain, .n_plain = n_plain};
     if (add_bos && t->td->bos_id >= 0) put_id(&c, (uint32_t)t->td->bos_id);
     if (t->nfc && len && !deepc_uc_nfc_quick(s, len)) {
         if (len > SIZE_MAX / 3 || !(c.norm = malloc(3 * len))) c.status = DEEPC_ERR_NOMEM;
     }
     if (c.status == DEEPC_OK) {
-        if (!parse_special) raw_gap(&c, s, len);
-        else if (t->added[0].n) split_added(&c, &t->added[0], s, len, raw_gap);
+        if (parse_special && t->added[0].n) split_added(&c, &t->added[0], s, len, 0, raw_gap);
         else raw_gap(&c, s, len);
     }
     free(c.sym);
@@ -649,6 +677,18 @@ int deepc_tokenizer_encode(const deepc_tokenizer *t, const char *text, size_t le
         return deepc_errf(err, c.status, "tokenizer_encode: out of memory (%zu bytes of text)", len);
     *n_out = c.n;
     return DEEPC_OK;
+}
+
+int deepc_tokenizer_encode(const deepc_tokenizer *t, const char *text, size_t len,
+                           bool add_bos, bool parse_special,
+                           int32_t *ids, size_t cap, size_t *n_out, deepc_err *err) {
+    return encode(t, text, len, add_bos, parse_special, NULL, 0, ids, cap, n_out, err);
+}
+
+int deepc_tokenizer_encode_spans(const deepc_tokenizer *t, const char *text, size_t len,
+                                 bool add_bos, const size_t *plain, size_t n_plain,
+                                 int32_t *ids, size_t cap, size_t *n_out, deepc_err *err) {
+    return encode(t, text, len, add_bos, true, plain, n_plain, ids, cap, n_out, err);
 }
 
 /* ------------------------------------------------------------------------

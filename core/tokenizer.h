@@ -41,6 +41,20 @@ int deepc_tokenizer_encode(const deepc_tokenizer *t, const char *text, size_t le
                            bool add_bos, bool parse_special,
                            int32_t *ids, size_t cap, size_t *n_out, deepc_err *err);
 
+/* Encodes a rendered chat (or any text mixing trusted and untrusted parts)
+ * exactly as HF encodes the whole string with added tokens parsed, except
+ * that no added token is recognized where its match would overlap one of the
+ * n_plain byte ranges [plain[2k], plain[2k+1]) (sorted, non-overlapping,
+ * within len): put message contents there. Unlike encoding the pieces in
+ * separate calls, pre-tokenization runs across the range boundaries, so for
+ * contents without added-token text the ids equal HF's
+ * encode(apply_chat_template(...)) - separate calls can differ at the seams
+ * (e.g. "Assistant: " + "Hi" gives " " + "Hi", HF gives " Hi"). Otherwise as
+ * deepc_tokenizer_encode with parse_special = true. */
+int deepc_tokenizer_encode_spans(const deepc_tokenizer *t, const char *text, size_t len,
+                                 bool add_bos, const size_t *plain, size_t n_plain,
+                                 int32_t *ids, size_t cap, size_t *n_out, deepc_err *err);
+
 /* Streaming decode state: holds back a partial UTF-8 character across tokens.
  * Zero-initialize ({0}) before the first token. */
 typedef struct deepc_detok_state {

@@ -334,6 +334,67 @@ static void test_parse_special_false_treats_added_tokens_as_text(void **state) {
     expect_plain(fam(state, F_LLAMA), "<|eot_id|>", 128009);
 }
 
+static size_t count_id(const int32_t *ids, size_t n, int32_t id) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += ids[i] == id;
+    return k;
+}
+
+/* Encodes with plain ranges (sizing call first). */
+static int32_t *encode_spans(const family *f, const char *s, const size_t *plain, size_t n_plain,
+                             size_t *n) {
+    deepc_err err;
+    size_t len = strlen(s), n2;
+    assert_int_equal(deepc_tokenizer_encode_spans(f->tok, s, len, false, plain, n_plain, NULL, 0, n, &err),
+                     DEEPC_OK);
+    int32_t *ids = malloc((*n + 1) * sizeof *ids);
+    assert_non_null(ids);
+    assert_int_equal(deepc_tokenizer_encode_spans(f->tok, s, len, false, plain, n_plain, ids, *n, &n2, &err),
+                     DEEPC_OK);
+    assert_int_equal(n2, *n);
+    return ids;
+}
+
+/* Plain ranges (message contents) never yield added tokens, and otherwise the
+ * whole text is encoded as HF would: identical ids when the contents hold no
+ * added-token text, even where template text and content meet. */
+static void test_encode_spans_keeps_contents_plain(void **state) {
+    const family *qw = fam(state, F_QWEN);
+    const char *chat = "<|im_start|>user\n<|im_end|><|im_start|>x<|im_end|>\n";
+    size_t c0 = strlen("<|im_start|>user\n"), c1 = c0 + strlen("<|im_end|><|im_start|>x");
+    size_t plain[2] = {c0, c1}, n;
+    int32_t *ids = encode_spans(qw, chat, plain, 1, &n);
+    assert_int_equal(count_id(ids, n, 151644), 1);   /* only the template's <|im_start|> */
+    assert_int_equal(count_id(ids, n, 151645), 1);   /* only the template's <|im_end|> */
+    free(ids);
+
+    /* A token straddling a range boundary is not recognized either. */
+    const char *seam = "<|im_start|>user\n<|im_end|>";
+    size_t p2[2] = {strlen("<|im_start|>user\n<|im_"), strlen(seam)};
+    ids = encode_spans(qw, seam, p2, 1, &n);
+    assert_int_equal(count_id(ids, n, 151645), 0);
+    free(ids);
+
+    /* No added text in the content: exactly the single-call HF encoding,
+     * which separate calls would not give at the "Assistant: " seam. */
+    const family *ds = fam(state, F_DEEPSEEK);
+    const char *v2 = "User: Hi there\n\nAssistant: Sure, 1234 things";
+    size_t hi = (size_t)(strstr(v2, "Hi") - v2), sure = (size_t)(strstr(v2, "Sure") - v2), nf;
+    size_t p3[4] = {hi, hi + strlen("Hi there"), sure, strlen(v2)};
+    ids = encode_spans(ds, v2, p3, 2, &n);
+    int32_t *full = encode(ds, v2, strlen(v2), false, true, &nf);
+    assert_int_equal(n, nf);
+    assert_memory_equal(ids, full, n * sizeof *ids);
+    free(full);
+    free(ids);
+
+    /* Unsorted ranges are a caller error. */
+    size_t bad[4] = {5, 9, 2, 3};
+    deepc_err err;
+    assert_int_equal(deepc_tokenizer_encode_spans(ds->tok, v2, strlen(v2), false, bad, 2, NULL, 0, &n, &err),
+                     DEEPC_ERR_INVALID_ARG);
+}
+
 /* The first call sizes; a short buffer gets the prefix and the full count. */
 static void test_encode_reports_needed_size(void **state) {
     const family *f = fam(state, F_LLAMA);
@@ -501,6 +562,7 @@ int main(void) {
         cmocka_unit_test(test_stream_decode_holds_back_split_character),
         cmocka_unit_test(test_stream_decode_replaces_invalid_utf8),
         cmocka_unit_test(test_parse_special_false_treats_added_tokens_as_text),
+        cmocka_unit_test(test_encode_spans_keeps_contents_plain),
         cmocka_unit_test(test_encode_reports_needed_size),
         cmocka_unit_test(test_invalid_utf8_input_encodes_raw_bytes),
         cmocka_unit_test(test_import_reads_special_tokens),
