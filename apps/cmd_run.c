@@ -121,9 +121,9 @@ int cmd_run(int argc, char **argv) {
             if (!st && (ids = malloc((need ? need : 1) * sizeof *ids)))
                 st = deepc_chat_tokenize(m, NULL, msgs, nm, true, ids, need, &need);
         } else {
-            st = deepc_tokenize(m, prompt, strlen(prompt), mi.bos_id >= 0, false, NULL, 0, &need);
+            st = deepc_tokenize(m, prompt, strlen(prompt), mi.add_bos, false, NULL, 0, &need);
             if (!st && (ids = malloc((need ? need : 1) * sizeof *ids)))
-                st = deepc_tokenize(m, prompt, strlen(prompt), mi.bos_id >= 0, false, ids, need, &need);
+                st = deepc_tokenize(m, prompt, strlen(prompt), mi.add_bos, false, ids, need, &need);
         }
         if (st || !ids) { rc = cli_fail("run", "%s", st ? deepc_open_error() : "out of memory"); goto done; }
         n_ids = (int)need;

@@ -111,20 +111,22 @@ deepc_status deepc_chat_tokenize(const deepc_model *m, const char *template_over
     deepc_tmpl_span *spans = malloc(max_spans * sizeof *spans);
     if (!text || !spans) { free(text); free(spans); deepc_set_open_error("out of memory"); return DEEPC_ERR_NOMEM; }
     deepc_tmpl_render_spans(k, bos, msgs, n_msgs, add_generation_prompt, text, len + 1, spans, max_spans, &n_spans);
-    /* template text may hold special tokens; message content never does */
-    size_t total = 0, pos = 0;
+    /* template text may hold special tokens; message content never does.
+     * One call over the whole rendering so pre-tokenization runs across the
+     * seams exactly as HF's encode(apply_chat_template(...)) does. */
+    size_t *plain = malloc((2 * n_spans + 1) * sizeof *plain);
+    size_t total = 0;
     deepc_err err = { "" };
-    int rc = 0;
-    for (size_t i = 0; i <= n_spans && !rc; i++) {
-        size_t end = i < n_spans ? spans[i].off : len;
-        for (int part = 0; part < 2 && !rc; part++) {
-            size_t a = part ? end : pos, b = part ? (i < n_spans ? end + spans[i].len : end) : end;
-            if (b <= a) continue;
-            size_t got = 0, room = total < cap ? cap - total : 0;
-            rc = deepc_tokenizer_encode(m->tok, text + a, b - a, false, part == 0, room ? ids + total : NULL, room, &got, &err);
-            total += got;
+    int rc = DEEPC_ERR_NOMEM;
+    if (plain) {
+        for (size_t i = 0; i < n_spans; i++) {
+            plain[2 * i] = spans[i].off;
+            plain[2 * i + 1] = spans[i].off + spans[i].len;
         }
-        if (i < n_spans) pos = spans[i].off + spans[i].len;
+        rc = deepc_tokenizer_encode_spans(m->tok, text, len, false, plain, n_spans, ids, cap, &total, &err);
+        free(plain);
+    } else {
+        deepc_errf(&err, DEEPC_ERR_NOMEM, "out of memory");
     }
     free(text);
     free(spans);

@@ -63,6 +63,8 @@ typedef struct deepc_model_info {
     uint64_t weight_bytes;       /* bytes of tensor data in the file */
     uint64_t kv_bytes_per_token; /* KV cache bytes per token, all layers */
     int bos_id, eos_id;
+    bool add_bos;                /* raw text prompts should start with BOS (HF
+                                    post-processor or add_bos_token) */
 } deepc_model_info;
 deepc_status deepc_model_get_info(const deepc_model *m, deepc_model_info *info);
 

@@ -269,6 +269,7 @@ deepc_status deepc_model_get_info(const deepc_model *m, deepc_model_info *info) 
     r.kv_bytes_per_token = 2ull * hp->n_layers * hp->n_kv_heads * hp->head_dim * sizeof(uint16_t);
     r.bos_id = m->tok ? m->td.bos_id : -1;
     r.eos_id = m->tok ? m->td.eos_id : -1;
+    r.add_bos = m->tok && m->td.bos_id >= 0 && (m->td.gflags & (DEEPC_TOKDATA_ADD_BOS | DEEPC_TOKDATA_CFG_ADD_BOS));
     memcpy(info, &r, sz < sizeof r ? sz : sizeof r);
     return DEEPC_OK;
 }
