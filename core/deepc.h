@@ -92,6 +92,8 @@ typedef struct deepc_session_params {
     int n_threads;      /* 0 = physical cores */
     int n_batch;        /* prompt tokens per forward batch; 0 = 64 */
     const char *isa;    /* NULL = best for this CPU; "scalar", "avx2", ... */
+    bool mla_expanded;  /* DeepSeek MLA: expand keys/values per head instead of the
+                           absorbed form (slower; for verification) */
 } deepc_session_params;
 deepc_session_params deepc_session_default_params(void);
 

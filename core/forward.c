@@ -1,23 +1,25 @@
-/* forward.c - the forward pass of the dense architectures (Qwen2, Llama 3)
- * over a batch of tokens with the fp16 KV cache. Matrix products are split
- * by output rows across the pool; every output value is produced by one
- * vec_dot call whatever the thread count, so results do not depend on it. */
+/* forward.c - the layer loop, the dense (Qwen2 / Llama 3) attention and MLP,
+ * and the matrix products every architecture shares. Products are split by
+ * output rows across the pool; every output value is produced by one vec_dot
+ * call whatever the thread count, so results do not depend on it. */
 #include <math.h>
 #include <string.h>
 
-#include "model.h"
+#include "forward.h"
 
-/* ---- matrix product: Y[b][r] = W[r] . X[b] (+ bias[r]) ------------------ */
+/* ---- matrix products ---------------------------------------------------- */
 
 typedef struct {
     const deepc_kernels *k;
     const deepc_wt *w;
-    const void *xq;        /* B activation rows, already in the kernel's act type */
+    const void *xq;        /* activation rows in the kernel's act type */
     size_t xq_stride;      /* bytes between activation rows */
     float *y;
     int y_stride;          /* floats between output rows */
     int B;
     const float *bias;
+    int group_rows;        /* rows that share one activation row per token */
+    int n_groups;          /* activation rows per token */
 } matmul_task;
 
 static void matmul_run(void *arg, int ith, int nth) {
@@ -29,34 +31,56 @@ static void matmul_run(void *arg, int ith, int nth) {
     /* rows outer, batch inner: each weight row is read from memory once per batch */
     for (int r = r0; r < r1; r++, wrow += w->row_bytes) {
         float b = t->bias ? t->bias[r] : 0.0f;
-        for (int i = 0; i < t->B; i++)
-            t->y[(size_t)i * t->y_stride + r] = dot((size_t)w->cols, wrow, (const uint8_t *)t->xq + (size_t)i * t->xq_stride) + b;
+        int g = r / t->group_rows;
+        for (int i = 0; i < t->B; i++) {
+            const uint8_t *x = (const uint8_t *)t->xq + ((size_t)i * t->n_groups + g) * t->xq_stride;
+            t->y[(size_t)i * t->y_stride + r] = dot((size_t)w->cols, wrow, x) + b;
+        }
     }
 }
 
-/* Converts B rows of x (each w->cols floats, stride x_stride) into the act
- * type the kernel wants for w's type, then multiplies. */
-static void matmul(deepc_session *s, const deepc_wt *w, const float *x, int x_stride, int B,
-                   float *y, int y_stride, const deepc_wt *bias) {
-    deepc_type at = s->k->act_type[w->type];
-    matmul_task t = { s->k, w, x, (size_t)x_stride * sizeof(float), y, y_stride, B, bias && bias->data ? bias->data : NULL };
-    if (at != DEEPC_TYPE_F32 || x_stride != w->cols) {
-        size_t rb = deepc_type_row_bytes(at, (size_t)w->cols);
-        for (int i = 0; i < B; i++)
-            deepc_quantize_row(at, x + (size_t)i * x_stride, (uint8_t *)s->act + (size_t)i * rb, (size_t)w->cols);
+size_t deepc_act_convert(const deepc_session *s, deepc_type wt, const float *x, int n, int cols, void *dst) {
+    deepc_type at = s->k->act_type[wt];
+    size_t rb = deepc_type_row_bytes(at, (size_t)cols);
+    for (int i = 0; i < n; i++)
+        deepc_quantize_row(at, x + (size_t)i * cols, (uint8_t *)dst + (size_t)i * rb, (size_t)cols);
+    return rb;
+}
+
+static void matmul_grouped(deepc_session *s, const deepc_wt *w, int n_groups, const float *x, int B,
+                           float *y, int y_stride, const deepc_wt *bias) {
+    matmul_task t = { s->k, w, x, (size_t)w->cols * sizeof(float), y, y_stride, B,
+                      bias && bias->data ? bias->data : NULL, w->rows / n_groups, n_groups };
+    if (s->k->act_type[w->type] != DEEPC_TYPE_F32) {
         t.xq = s->act;
-        t.xq_stride = rb;
+        t.xq_stride = deepc_act_convert(s, w->type, x, B * n_groups, w->cols, s->act);
     }
     deepc_pool_run(s->pool, matmul_run, &t);
 }
 
+void deepc_matmul(deepc_session *s, const deepc_wt *w, const float *x, int B, float *y, int y_stride,
+                  const deepc_wt *bias) {
+    matmul_grouped(s, w, 1, x, B, y, y_stride, bias);
+}
+
+void deepc_matmul_heads(deepc_session *s, const deepc_wt *w, int n_heads, const float *x, int B, float *y) {
+    matmul_grouped(s, w, n_heads, x, B, y, w->rows, NULL);
+}
+
 /* ---- elementwise pieces (fp32) ----------------------------------------- */
 
-static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+void deepc_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
     double ss = 0.0;
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
     float scale = (float)(1.0 / sqrt(ss / n + eps));
     for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+void deepc_swiglu(float *hb, const float *hb2, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float g = hb[i];
+        hb[i] = g / (1.0f + expf(-g)) * hb2[i];
+    }
 }
 
 /* HF "rotate_half" rope: element i pairs with i + hd/2. */
@@ -72,7 +96,7 @@ static void rope_neox(float *v, int n_heads, int hd, const float *cs, const floa
     }
 }
 
-/* ---- attention ---------------------------------------------------------- */
+/* ---- dense (GQA) attention --------------------------------------------- */
 
 typedef struct {
     deepc_session *s;
@@ -87,7 +111,7 @@ static void attn_run(void *arg, int ith, int nth) {
     const uint16_t *kc = s->k_cache + (size_t)t->layer * s->n_ctx * kvd;
     const uint16_t *vc = s->v_cache + (size_t)t->layer * s->n_ctx * kvd;
     float *sc = s->scores + (size_t)ith * s->n_ctx;
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = s->m->attn_scale;
     int total = t->B * nh;
     for (int job = total * ith / nth; job < total * (ith + 1) / nth; job++) {
         int b = job / nh, h = job % nh, kvh = h / group, n = t->pos0 + b + 1;
@@ -113,13 +137,50 @@ static void attn_run(void *arg, int ith, int nth) {
     }
 }
 
+/* GQA attention of layer l; the o_proj output lands in s->hb2 (n_embd rows). */
+static void attn_gqa(deepc_session *s, int l, int pos0, int n) {
+    const deepc_hparams *hp = &s->m->hp;
+    const deepc_layer *L = &s->m->layers[l];
+    int E = hp->n_embd, hd = hp->head_dim, Q = hp->n_heads * hd, KV = hp->n_kv_heads * hd;
+    deepc_matmul(s, &L->wq, s->xb, n, s->q, Q, &L->bq);
+    deepc_matmul(s, &L->wk, s->xb, n, s->kv_k, KV, &L->bk);
+    deepc_matmul(s, &L->wv, s->xb, n, s->kv_v, KV, &L->bv);
+    uint16_t *kc = s->k_cache + (size_t)l * s->n_ctx * KV;
+    uint16_t *vc = s->v_cache + (size_t)l * s->n_ctx * KV;
+    for (int b = 0; b < n; b++) {
+        int p = pos0 + b;
+        const float *cs = s->rope_cos + (size_t)p * (hd / 2), *sn = s->rope_sin + (size_t)p * (hd / 2);
+        rope_neox(s->q + (size_t)b * Q, hp->n_heads, hd, cs, sn);
+        rope_neox(s->kv_k + (size_t)b * KV, hp->n_kv_heads, hd, cs, sn);
+        for (int i = 0; i < KV; i++) {
+            kc[(size_t)p * KV + i] = deepc_fp32_to_fp16(s->kv_k[(size_t)b * KV + i]);
+            vc[(size_t)p * KV + i] = deepc_fp32_to_fp16(s->kv_v[(size_t)b * KV + i]);
+        }
+    }
+    attn_task at = { s, l, pos0, n };
+    deepc_pool_run(s->pool, attn_run, &at);
+    deepc_matmul(s, &L->wo, s->att, n, s->hb2, E, NULL);
+}
+
+/* ---- dense SwiGLU MLP --------------------------------------------------- */
+
+static void ffn_dense(deepc_session *s, const deepc_layer *L, int n) {
+    int E = s->m->hp.n_embd, F = L->w_gate.rows;
+    deepc_matmul(s, &L->w_gate, s->xb, n, s->hb, F, NULL);
+    deepc_matmul(s, &L->w_up, s->xb, n, s->hb2, F, NULL);
+    deepc_swiglu(s->hb, s->hb2, (size_t)n * F);
+    deepc_matmul(s, &L->w_down, s->hb, n, s->xb, E, NULL);
+    for (size_t i = 0; i < (size_t)n * E; i++) s->x[i] += s->xb[i];
+}
+
 /* ---- the layer stack ---------------------------------------------------- */
 
 int deepc_forward(deepc_session *s, const int32_t *tokens, int n, float *logits_out) {
     deepc_model *m = s->m;
     const deepc_hparams *hp = &m->hp;
-    int E = hp->n_embd, hd = hp->head_dim, Q = hp->n_heads * hd, KV = hp->n_kv_heads * hd, F = hp->n_ff;
+    int E = hp->n_embd;
     int pos0 = s->pos;
+    bool mla = deepc_arch_is_mla(hp->arch);
     if (n <= 0 || n > s->n_batch) return deepc_errf(&s->err, DEEPC_ERR_INVALID_ARG, "batch of %d tokens (1..%d allowed)", n, s->n_batch);
     if (pos0 + n > s->n_ctx) return deepc_errf(&s->err, DEEPC_ERR_CONTEXT_FULL, "context full: %d + %d tokens exceed n_ctx %d", pos0, n, s->n_ctx);
     for (int b = 0; b < n; b++) {
@@ -130,45 +191,23 @@ int deepc_forward(deepc_session *s, const int32_t *tokens, int n, float *logits_
     }
     for (int l = 0; l < hp->n_layers; l++) {
         const deepc_layer *L = &m->layers[l];
-        for (int b = 0; b < n; b++) rmsnorm(s->xb + (size_t)b * E, s->x + (size_t)b * E, L->attn_norm.data, E, hp->norm_eps);
-        matmul(s, &L->wq, s->xb, E, n, s->q, Q, &L->bq);
-        matmul(s, &L->wk, s->xb, E, n, s->kv_k, KV, &L->bk);
-        matmul(s, &L->wv, s->xb, E, n, s->kv_v, KV, &L->bv);
-        uint16_t *kc = s->k_cache + (size_t)l * s->n_ctx * KV;
-        uint16_t *vc = s->v_cache + (size_t)l * s->n_ctx * KV;
-        for (int b = 0; b < n; b++) {
-            int p = pos0 + b;
-            const float *cs = s->rope_cos + (size_t)p * (hd / 2), *sn = s->rope_sin + (size_t)p * (hd / 2);
-            rope_neox(s->q + (size_t)b * Q, hp->n_heads, hd, cs, sn);
-            rope_neox(s->kv_k + (size_t)b * KV, hp->n_kv_heads, hd, cs, sn);
-            for (int i = 0; i < KV; i++) {
-                kc[(size_t)p * KV + i] = deepc_fp32_to_fp16(s->kv_k[(size_t)b * KV + i]);
-                vc[(size_t)p * KV + i] = deepc_fp32_to_fp16(s->kv_v[(size_t)b * KV + i]);
-            }
-        }
-        attn_task at = { s, l, pos0, n };
-        deepc_pool_run(s->pool, attn_run, &at);
-        matmul(s, &L->wo, s->att, Q, n, s->xb, E, NULL);
-        for (size_t i = 0; i < (size_t)n * E; i++) s->x[i] += s->xb[i];
+        for (int b = 0; b < n; b++) deepc_rmsnorm(s->xb + (size_t)b * E, s->x + (size_t)b * E, L->attn_norm.data, E, hp->norm_eps);
+        if (mla) deepc_attn_mla(s, l, pos0, n);
+        else attn_gqa(s, l, pos0, n);
+        for (size_t i = 0; i < (size_t)n * E; i++) s->x[i] += s->hb2[i];
 
-        for (int b = 0; b < n; b++) rmsnorm(s->xb + (size_t)b * E, s->x + (size_t)b * E, L->ffn_norm.data, E, hp->norm_eps);
-        matmul(s, &L->w_gate, s->xb, E, n, s->hb, F, NULL);
-        matmul(s, &L->w_up, s->xb, E, n, s->hb2, F, NULL);
-        for (size_t i = 0; i < (size_t)n * F; i++) {
-            float g = s->hb[i];
-            s->hb[i] = g / (1.0f + expf(-g)) * s->hb2[i];
-        }
-        matmul(s, &L->w_down, s->hb, F, n, s->xb, E, NULL);
-        for (size_t i = 0; i < (size_t)n * E; i++) s->x[i] += s->xb[i];
+        for (int b = 0; b < n; b++) deepc_rmsnorm(s->xb + (size_t)b * E, s->x + (size_t)b * E, L->ffn_norm.data, E, hp->norm_eps);
+        if (L->is_moe) deepc_ffn_moe(s, L, n);
+        else ffn_dense(s, L, n);
     }
     /* only the positions whose logits are wanted go through the head */
     int first = logits_out ? 0 : n - 1, cnt = n - first;
-    for (int b = first; b < n; b++) rmsnorm(s->xb + (size_t)b * E, s->x + (size_t)b * E, m->out_norm.data, E, hp->norm_eps);
+    for (int b = first; b < n; b++) deepc_rmsnorm(s->xb + (size_t)b * E, s->x + (size_t)b * E, m->out_norm.data, E, hp->norm_eps);
     if (logits_out) {
-        matmul(s, &m->lm_head, s->xb, E, n, logits_out, hp->n_vocab, NULL);
+        deepc_matmul(s, &m->lm_head, s->xb, n, logits_out, hp->n_vocab, NULL);
         memcpy(s->logits, logits_out + (size_t)(n - 1) * hp->n_vocab, (size_t)hp->n_vocab * sizeof(float));
     } else {
-        matmul(s, &m->lm_head, s->xb + (size_t)first * E, E, cnt, s->logits, hp->n_vocab, NULL);
+        deepc_matmul(s, &m->lm_head, s->xb + (size_t)first * E, cnt, s->logits, hp->n_vocab, NULL);
     }
     for (int b = 0; b < n; b++) s->history[pos0 + b] = tokens[b];
     s->pos = pos0 + n;

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const arch_names[DEEPC_ARCH_COUNT] = { "qwen2", "llama" };
+static const char *const arch_names[DEEPC_ARCH_COUNT] = { "qwen2", "llama", "deepseek2", "deepseek3" };
 
 /* Binds tensor `name` of shape [rows, cols] (cols only when rows == 0 means a
  * 1-D vector). Vectors must be F32. */
@@ -55,7 +55,7 @@ static int read_hparams(const deepc_dqf *d, deepc_hparams *hp, char *arch_name, 
     int a = -1;
     for (int i = 0; i < DEEPC_ARCH_COUNT; i++)
         if (strlen(arch_names[i]) == n && !memcmp(arch_names[i], s, n)) a = i;
-    if (a < 0) return deepc_errf(err, DEEPC_ERR_UNSUPPORTED, "architecture '%.*s' is not supported by this build (supported: qwen2, llama)", (int)(n > 64 ? 64 : n), s);
+    if (a < 0) return deepc_errf(err, DEEPC_ERR_UNSUPPORTED, "architecture '%.*s' is not supported by this build (supported: qwen2, llama, deepseek2, deepseek3)", (int)(n > 64 ? 64 : n), s);
     hp->arch = (deepc_arch)a;
     snprintf(arch_name, 16, "%s", arch_names[a]);
     int rc = get_u32(d, "llm.n_layers", 1, 1024, &hp->n_layers, err);
@@ -68,7 +68,7 @@ static int read_hparams(const deepc_dqf *d, deepc_hparams *hp, char *arch_name, 
     if (!rc) rc = get_u32(d, "llm.n_ctx_train", 1, 1 << 24, &hp->n_ctx_train, err);
     if (!rc) rc = get_f32(d, "llm.rope_theta", 1.0f, 1e12f, &hp->rope_theta, err);
     if (!rc) rc = get_f32(d, "llm.norm_eps", 0.0f, 1.0f, &hp->norm_eps, err);
-    if (!rc) rc = get_u32(d, "llm.rope_scaling", 0, 1, &hp->rope_scaling, err);
+    if (!rc) rc = get_u32(d, "llm.rope_scaling", 0, 2, &hp->rope_scaling, err);
     if (rc) return rc;
     if (hp->rope_scaling == DEEPC_ROPE_SCALING_LLAMA3) {
         rc = get_f32(d, "llm.rope_factor", 1.0f, 1e6f, &hp->rope_factor, err);
@@ -78,6 +78,48 @@ static int read_hparams(const deepc_dqf *d, deepc_hparams *hp, char *arch_name, 
         if (rc) return rc;
         if (hp->rope_high_freq_factor <= hp->rope_low_freq_factor)
             return deepc_errf(err, DEEPC_ERR_FORMAT, "rope scaling: high_freq_factor must exceed low_freq_factor");
+    }
+    if (hp->rope_scaling == DEEPC_ROPE_SCALING_YARN) {
+        hp->yarn.rope_theta = hp->rope_theta;
+        rc = get_f32(d, "llm.rope_factor", 1.0f, 1e6f, &hp->yarn.factor, err);
+        if (!rc) rc = get_u32(d, "llm.rope_orig_ctx", 1, 1 << 24, &hp->yarn.original_max_position_embeddings, err);
+        if (!rc) rc = get_f32(d, "llm.yarn_beta_fast", 0.0f, 1e6f, &hp->yarn.beta_fast, err);
+        if (!rc) rc = get_f32(d, "llm.yarn_beta_slow", 0.0f, 1e6f, &hp->yarn.beta_slow, err);
+        if (!rc) rc = get_f32(d, "llm.yarn_mscale", 0.0f, 1e6f, &hp->yarn.mscale, err);
+        if (!rc) rc = get_f32(d, "llm.yarn_mscale_all_dim", 0.0f, 1e6f, &hp->yarn.mscale_all_dim, err);
+        if (rc) return rc;
+    }
+    if (deepc_arch_is_mla(hp->arch)) {
+        if (hp->rope_scaling == DEEPC_ROPE_SCALING_LLAMA3) return deepc_errf(err, DEEPC_ERR_FORMAT, "llama3 rope scaling on a DeepSeek model");
+        int tk = 0, ng = 0, tg = 0, sf = 0, tm = 0, ver = 0, ne = 0;
+        bool norm = false;
+        rc = get_u32(d, "llm.q_lora_rank", 0, 1 << 16, &hp->q_lora_rank, err);
+        if (!rc) rc = get_u32(d, "llm.kv_lora_rank", 1, 1 << 16, &hp->kv_lora_rank, err);
+        if (!rc) rc = get_u32(d, "llm.qk_nope_head_dim", 1, 4096, &hp->qk_nope, err);
+        if (!rc) rc = get_u32(d, "llm.qk_rope_head_dim", 2, 4096, &hp->qk_rope, err);
+        if (!rc) rc = get_u32(d, "llm.v_head_dim", 1, 4096, &hp->v_head, err);
+        if (!rc) rc = get_u32(d, "llm.n_ff_exp", 1, 1 << 20, &hp->n_ff_exp, err);
+        if (!rc) rc = get_u32(d, "llm.n_expert", 1, 1 << 16, &ne, err);
+        if (!rc) rc = get_u32(d, "llm.n_expert_shared", 0, 64, &hp->n_expert_shared, err);
+        if (!rc) rc = get_u32(d, "llm.n_expert_used", 1, 1 << 16, &tk, err);
+        if (!rc) rc = get_u32(d, "llm.first_k_dense", 0, hp->n_layers, &hp->first_k_dense, err);
+        if (!rc) rc = get_u32(d, "llm.n_group", 1, 1 << 16, &ng, err);
+        if (!rc) rc = get_u32(d, "llm.topk_group", 1, 1 << 16, &tg, err);
+        if (!rc) rc = get_u32(d, "llm.score_func", 0, 1, &sf, err);
+        if (!rc) rc = get_u32(d, "llm.topk_method", 0, 2, &tm, err);
+        if (!rc) rc = get_u32(d, "llm.route_version", 2, 3, &ver, err);
+        if (!rc) rc = get_u32(d, "llm.n_mtp", 0, 64, &hp->n_mtp, err);
+        if (!rc) rc = get_f32(d, "llm.routed_scaling_factor", 1e-6f, 1e6f, &hp->route.routed_scaling_factor, err);
+        if (rc) return rc;
+        if (!deepc_dqf_get_bool(d, "llm.norm_topk_prob", &norm) || !deepc_dqf_get_bool(d, "llm.expert_bias", &hp->expert_bias))
+            return deepc_errf(err, DEEPC_ERR_FORMAT, "missing metadata 'llm.norm_topk_prob' or 'llm.expert_bias'");
+        hp->route.n_experts = ne; hp->route.top_k = tk; hp->route.n_group = ng; hp->route.topk_group = tg;
+        hp->route.score = (deepc_score_func)sf; hp->route.method = (deepc_topk_method)tm;
+        hp->route.norm_topk_prob = norm; hp->route.version = ver;
+        char msg[256];
+        if (deepc_route_validate(&hp->route, msg, sizeof msg)) return deepc_errf(err, DEEPC_ERR_FORMAT, "MoE routing: %s", msg);
+        if (hp->qk_rope % 2) return deepc_errf(err, DEEPC_ERR_FORMAT, "qk_rope_head_dim %d is odd", hp->qk_rope);
+        if (hp->head_dim != hp->qk_nope + hp->qk_rope) return deepc_errf(err, DEEPC_ERR_FORMAT, "head_dim %d != qk_nope + qk_rope", hp->head_dim);
     }
     if (hp->head_dim % 2) return deepc_errf(err, DEEPC_ERR_FORMAT, "head_dim %d is odd", hp->head_dim);
     if (hp->n_heads % hp->n_kv_heads) return deepc_errf(err, DEEPC_ERR_FORMAT, "n_heads %d is not a multiple of n_kv_heads %d", hp->n_heads, hp->n_kv_heads);
@@ -144,6 +186,62 @@ static int read_tokdata(const deepc_dqf *d, deepc_tokdata *td, deepc_err *err) {
     return 0;
 }
 
+static int bind_mla(deepc_model *m, deepc_err *err) {
+    const deepc_hparams *hp = &m->hp;
+    const deepc_dqf *d = m->dqf;
+    int E = hp->n_embd, H = hp->n_heads, QH = hp->qk_nope + hp->qk_rope, R = hp->kv_lora_rank;
+    int X = hp->route.n_experts, FX = hp->n_ff_exp, FS = hp->n_ff_exp * hp->n_expert_shared;
+    char nm[160];
+    int rc = 0;
+    m->expert_block = calloc((size_t)hp->n_layers * X * 3, sizeof *m->expert_block);
+    if (!m->expert_block) return deepc_errf(err, DEEPC_ERR_NOMEM, "out of memory");
+    for (int l = 0; l < hp->n_layers && !rc; l++) {
+        deepc_layer *L = &m->layers[l];
+#define B(field, suffix, r, c) \
+        if (!rc) { snprintf(nm, sizeof nm, "model.layers.%d.%s", l, suffix); rc = bind(d, nm, r, c, &L->field, err); }
+        B(attn_norm, "input_layernorm.weight", 0, E)
+        if (hp->q_lora_rank) {
+            B(wq_a, "self_attn.q_a_proj.weight", hp->q_lora_rank, E)
+            B(q_a_norm, "self_attn.q_a_layernorm.weight", 0, hp->q_lora_rank)
+            B(wq_b, "self_attn.q_b_proj.weight", H * QH, hp->q_lora_rank)
+        } else {
+            B(wq, "self_attn.q_proj.weight", H * QH, E)
+        }
+        B(wkv_a, "self_attn.kv_a_proj_with_mqa.weight", R + hp->qk_rope, E)
+        B(kv_a_norm, "self_attn.kv_a_layernorm.weight", 0, R)
+        B(wk_b, "self_attn.k_b_proj.weight", H * R, hp->qk_nope)
+        B(wv_b, "self_attn.v_b_proj.weight", H * hp->v_head, R)
+        B(wo, "self_attn.o_proj.weight", E, H * hp->v_head)
+        B(ffn_norm, "post_attention_layernorm.weight", 0, E)
+        L->is_moe = l >= hp->first_k_dense;
+        if (!L->is_moe) {
+            B(w_gate, "mlp.gate_proj.weight", hp->n_ff, E)
+            B(w_up, "mlp.up_proj.weight", hp->n_ff, E)
+            B(w_down, "mlp.down_proj.weight", E, hp->n_ff)
+            continue;
+        }
+        B(router, "mlp.gate.weight", X, E)
+        if (!rc && L->router.type != DEEPC_TYPE_F32) rc = deepc_errf(err, DEEPC_ERR_FORMAT, "layer %d: router weights must be f32", l);
+        if (hp->expert_bias) B(router_bias, "mlp.gate.e_score_correction_bias", 0, X)
+        if (hp->n_expert_shared) {
+            B(sh_gate, "mlp.shared_experts.gate_proj.weight", FS, E)
+            B(sh_up, "mlp.shared_experts.up_proj.weight", FS, E)
+            B(sh_down, "mlp.shared_experts.down_proj.weight", E, FS)
+        }
+#undef B
+        L->x_gate = m->expert_block + (size_t)l * X * 3;
+        L->x_up = L->x_gate + X;
+        L->x_down = L->x_up + X;
+        for (int e = 0; e < X && !rc; e++) {
+            snprintf(nm, sizeof nm, "model.layers.%d.mlp.experts.%d.gate_proj.weight", l, e);
+            rc = bind(d, nm, FX, E, &L->x_gate[e], err);
+            if (!rc) { snprintf(nm, sizeof nm, "model.layers.%d.mlp.experts.%d.up_proj.weight", l, e); rc = bind(d, nm, FX, E, &L->x_up[e], err); }
+            if (!rc) { snprintf(nm, sizeof nm, "model.layers.%d.mlp.experts.%d.down_proj.weight", l, e); rc = bind(d, nm, E, FX, &L->x_down[e], err); }
+        }
+    }
+    return rc;
+}
+
 static int bind_all(deepc_model *m, deepc_err *err) {
     const deepc_hparams *hp = &m->hp;
     const deepc_dqf *d = m->dqf;
@@ -155,6 +253,7 @@ static int bind_all(deepc_model *m, deepc_err *err) {
         if (hp->tied_embeddings) m->lm_head = m->tok_embd;
         else rc = bind(d, "lm_head.weight", hp->n_vocab, E, &m->lm_head, err);
     }
+    if (!rc && deepc_arch_is_mla(hp->arch)) return bind_mla(m, err);
     for (int l = 0; l < hp->n_layers && !rc; l++) {
         deepc_layer *L = &m->layers[l];
 #define B(field, suffix, r, c) \
@@ -196,11 +295,20 @@ deepc_status deepc_model_open(const char *path, deepc_model **out) {
     rc = read_hparams(m->dqf, &m->hp, m->arch_name, &err);
     if (rc) goto failpath;
     m->layers = calloc((size_t)m->hp.n_layers, sizeof *m->layers);
-    m->inv_freq = calloc((size_t)m->hp.head_dim / 2, sizeof *m->inv_freq);
+    int rope_dims = deepc_arch_is_mla(m->hp.arch) ? m->hp.qk_rope : m->hp.head_dim;
+    m->inv_freq = calloc((size_t)rope_dims / 2, sizeof *m->inv_freq);
     if (!m->layers || !m->inv_freq) { rc = deepc_errf(&err, DEEPC_ERR_NOMEM, "out of memory"); goto fail; }
     rc = bind_all(m, &err);
     if (rc) goto failpath;
-    deepc_rope_inv_freq(&m->hp, m->inv_freq);
+    m->rope_mscale = 1.0f;
+    m->attn_scale = 1.0f / sqrtf((float)m->hp.head_dim);
+    if (m->hp.rope_scaling == DEEPC_ROPE_SCALING_YARN) {
+        deepc_yarn_inv_freq(&m->hp.yarn, rope_dims, m->inv_freq);
+        m->rope_mscale = deepc_yarn_cos_sin_scale(&m->hp.yarn);
+        m->attn_scale = deepc_yarn_softmax_scale(m->hp.head_dim, m->hp.yarn.factor, m->hp.yarn.mscale_all_dim);
+    } else {
+        deepc_rope_inv_freq(&m->hp, m->inv_freq);
+    }
     rc = read_tokdata(m->dqf, &m->td, &err);
     if (rc == 1) {
         rc = 0;
@@ -245,6 +353,7 @@ void deepc_model_close(deepc_model *m) {
     deepc_tokenizer_destroy(m->tok);
     deepc_dqf_close(m->dqf);
     free(m->layers);
+    free(m->expert_block);
     free(m->inv_freq);
     free(m->name);
     free(m);
@@ -267,6 +376,14 @@ deepc_status deepc_model_get_info(const deepc_model *m, deepc_model_info *info) 
     r.n_params_active = m->n_params - (hp->tied_embeddings ? 0 : (uint64_t)hp->n_vocab * hp->n_embd);
     r.weight_bytes = m->weight_bytes;
     r.kv_bytes_per_token = 2ull * hp->n_layers * hp->n_kv_heads * hp->head_dim * sizeof(uint16_t);
+    if (deepc_arch_is_mla(hp->arch)) {
+        /* only the normalized latent and the rope key are cached */
+        r.kv_bytes_per_token = (uint64_t)(hp->kv_lora_rank + hp->qk_rope) * hp->n_layers * sizeof(uint16_t);
+        /* routed experts: only top_k of n_experts are read per token */
+        uint64_t per_expert = 3ull * hp->n_ff_exp * hp->n_embd;
+        int moe_layers = hp->n_layers - hp->first_k_dense;
+        r.n_params_active -= (uint64_t)moe_layers * (hp->route.n_experts - hp->route.top_k) * per_expert;
+    }
     r.bos_id = m->tok ? m->td.bos_id : -1;
     r.eos_id = m->tok ? m->td.eos_id : -1;
     r.add_bos = m->tok && m->td.bos_id >= 0 && (m->td.gflags & (DEEPC_TOKDATA_ADD_BOS | DEEPC_TOKDATA_CFG_ADD_BOS));

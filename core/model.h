@@ -9,6 +9,8 @@
 #include "deepc.h"
 #include "dqf.h"
 #include "kernels.h"
+#include "moe_route.h"
+#include "yarn.h"
 #include "sampler.h"
 #include "threadpool.h"
 #include "tokdata.h"
@@ -18,12 +20,19 @@
 typedef enum {
     DEEPC_ARCH_QWEN2 = 0,
     DEEPC_ARCH_LLAMA = 1,
+    DEEPC_ARCH_DEEPSEEK2 = 2,      /* DeepseekV2ForCausalLM: MLA + DeepSeekMoE */
+    DEEPC_ARCH_DEEPSEEK3 = 3,      /* DeepseekV3ForCausalLM: + sigmoid/noaux_tc routing, MTP */
     DEEPC_ARCH_COUNT
 } deepc_arch;
 
+static inline bool deepc_arch_is_mla(deepc_arch a) {
+    return a == DEEPC_ARCH_DEEPSEEK2 || a == DEEPC_ARCH_DEEPSEEK3;
+}
+
 typedef enum {
     DEEPC_ROPE_SCALING_NONE = 0,
-    DEEPC_ROPE_SCALING_LLAMA3 = 1
+    DEEPC_ROPE_SCALING_LLAMA3 = 1,
+    DEEPC_ROPE_SCALING_YARN = 2
 } deepc_rope_scaling;
 
 typedef struct deepc_hparams {
@@ -34,6 +43,17 @@ typedef struct deepc_hparams {
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_orig_ctx;
     bool attn_bias, tied_embeddings;
+    /* MLA (DeepSeek): head_dim above is qk_nope + qk_rope */
+    int q_lora_rank;                  /* 0: a plain q_proj */
+    int kv_lora_rank, qk_nope, qk_rope, v_head;
+    deepc_yarn_params yarn;           /* rope_scaling "yarn" (factor <= 1: plain rope) */
+    /* DeepSeekMoE */
+    int n_ff_exp;                     /* moe_intermediate_size */
+    int n_expert_shared;
+    int first_k_dense;                /* layers [0, first_k_dense) use a dense MLP */
+    bool expert_bias;                 /* e_score_correction_bias present (V3) */
+    deepc_route_params route;         /* n_experts, top_k, groups, scoring ... */
+    int n_mtp;                        /* multi-token-prediction layers kept in the file */
 } deepc_hparams;
 
 /* A weight matrix [rows x cols] (PyTorch [out, in]) of any type, or a 1-D
@@ -50,7 +70,18 @@ typedef struct deepc_layer {
     deepc_wt wq, wk, wv, wo;          /* (n_heads*hd, n_embd) (n_kv*hd, n_embd) x2 (n_embd, n_heads*hd) */
     deepc_wt bq, bk, bv;              /* qwen2 only: (n_heads*hd) (n_kv*hd) (n_kv*hd) */
     deepc_wt ffn_norm;                /* (n_embd) */
-    deepc_wt w_gate, w_up, w_down;    /* (n_ff, n_embd) x2, (n_embd, n_ff) */
+    deepc_wt w_gate, w_up, w_down;    /* (n_ff, n_embd) x2, (n_embd, n_ff); dense layers */
+    /* MLA; wq above is q_proj (H*(nope+rope), n_embd) when q_lora_rank == 0 */
+    deepc_wt wq_a, q_a_norm, wq_b;    /* (q_lora, n_embd) (q_lora) (H*(nope+rope), q_lora) */
+    deepc_wt wkv_a, kv_a_norm;        /* (kv_lora+rope, n_embd) (kv_lora) */
+    deepc_wt wk_b;                    /* (H*kv_lora, nope): per head, kv_b_proj's k rows transposed */
+    deepc_wt wv_b;                    /* (H*v, kv_lora): kv_b_proj's v rows */
+    /* MoE (layers >= first_k_dense) */
+    bool is_moe;
+    deepc_wt router;                  /* (n_expert, n_embd) f32 */
+    deepc_wt router_bias;             /* (n_expert) f32, V3 only */
+    deepc_wt sh_gate, sh_up, sh_down; /* (n_shared*n_ff_exp, n_embd) x2, (n_embd, n_shared*n_ff_exp) */
+    deepc_wt *x_gate, *x_up, *x_down; /* [n_expert] routed experts: (n_ff_exp, n_embd) x2, (n_embd, n_ff_exp) */
 } deepc_layer;
 
 struct deepc_model {
@@ -60,7 +91,10 @@ struct deepc_model {
     deepc_wt tok_embd;                /* (n_vocab, n_embd) */
     deepc_wt out_norm;                /* (n_embd) */
     deepc_wt lm_head;                 /* (n_vocab, n_embd); == tok_embd when tied */
-    float *inv_freq;                  /* (head_dim/2) rope frequencies, scaling applied */
+    float *inv_freq;                  /* (rope dims/2) rope frequencies, scaling applied */
+    float rope_mscale;                /* YaRN factor on cos/sin (1 otherwise) */
+    float attn_scale;                 /* softmax scale: 1/sqrt(head_dim), YaRN-corrected for MLA */
+    deepc_wt *expert_block;           /* one allocation behind the layers' x_gate/x_up/x_down */
     deepc_tokdata td;                 /* views into the mapping (not owned) */
     deepc_tokenizer *tok;             /* NULL when the file has no tokenizer */
     char arch_name[16];
@@ -75,10 +109,24 @@ struct deepc_session {
     int n_ctx, n_batch, pos;
     /* KV cache: fp16 [layer][pos][n_kv*hd] */
     uint16_t *k_cache, *v_cache;
+    /* MLA cache: fp16 [layer][pos][kv_lora + rope]: normalized latent, then roped k_pe */
+    uint16_t *kv_lat;
+    bool mla_expanded;                /* attention by per-head expansion (verification) */
     float *rope_cos, *rope_sin;       /* (n_ctx, head_dim/2) */
     /* scratch for a batch of up to n_batch tokens */
     float *x, *xb, *q, *kv_k, *kv_v, *att, *hb, *hb2;
     float *scores;                    /* (n_threads, n_ctx) */
+    /* MLA / MoE scratch (NULL for dense models) */
+    float *q_a, *ckv, *q_lat, *o_lat; /* (B, q_lora) (B, kv_lora+rope) (B, H*kv_lora) x2 */
+    float *mla_tmp;                   /* expanded mode, per thread */
+    size_t mla_tmp_floats;
+    float *router_logits, *route_w, *route_scratch;  /* (B, n_expert) (B, top_k) */
+    int32_t *route_ids;               /* (B, top_k) */
+    int32_t *exp_count, *exp_start, *exp_pairs;      /* (n_expert) (n_expert+1) (B*top_k) */
+    int32_t *active;                  /* active expert ids, ascending */
+    int n_active;
+    float *ex_g, *ex_u, *ex_y;        /* (B*top_k, n_ff_exp) x2, (B*top_k, n_embd) */
+    void *act2;                       /* second activation buffer (per-pair inputs) */
     void *act;                        /* activations converted for vec_dot */
     float *logits;                    /* (n_vocab) last position */
     bool have_logits;

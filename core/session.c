@@ -7,7 +7,7 @@
 #include "model.h"
 
 deepc_session_params deepc_session_default_params(void) {
-    deepc_session_params p = { sizeof p, 0, 0, 0, NULL };
+    deepc_session_params p = { sizeof p, 0, 0, 0, NULL, false };
     return p;
 }
 
@@ -50,25 +50,58 @@ deepc_status deepc_session_create(deepc_model *m, const deepc_session_params *pp
     s->n_ctx = p.n_ctx;
     s->n_batch = p.n_batch;
     bool ok = true;
-    size_t B = (size_t)p.n_batch, E = (size_t)hp->n_embd, hd = (size_t)hp->head_dim;
-    size_t Q = (size_t)hp->n_heads * hd, KV = (size_t)hp->n_kv_heads * hd, F = (size_t)hp->n_ff;
+    bool mla = deepc_arch_is_mla(hp->arch);
+    size_t B = (size_t)p.n_batch, E = (size_t)hp->n_embd, hd = (size_t)hp->head_dim, H = (size_t)hp->n_heads;
+    size_t Q = H * hd, KV = (size_t)hp->n_kv_heads * hd, F = (size_t)hp->n_ff;
     size_t C = (size_t)p.n_ctx, L = (size_t)hp->n_layers;
-    s->k_cache = xcalloc(L * C * KV, sizeof(uint16_t), &ok);
-    s->v_cache = xcalloc(L * C * KV, sizeof(uint16_t), &ok);
-    s->rope_cos = xcalloc(C * hd / 2, sizeof(float), &ok);
-    s->rope_sin = xcalloc(C * hd / 2, sizeof(float), &ok);
+    size_t rope = mla ? (size_t)hp->qk_rope : hd;
+    size_t R = (size_t)hp->kv_lora_rank, V = (size_t)hp->v_head, K = (size_t)hp->route.top_k;
+    size_t FX = (size_t)hp->n_ff_exp, FS = FX * (size_t)hp->n_expert_shared, X = (size_t)hp->route.n_experts;
+    /* widest row any product reads or writes per token */
+    size_t wide = E > Q ? E : Q;
+    if (F > wide) wide = F;
+    if (FS > wide) wide = FS;
+    if (mla && H * R > wide) wide = H * R;
+    if (mla && H * V > wide) wide = H * V;
+    s->mla_expanded = p.mla_expanded;
+    if (mla) {
+        s->kv_lat = xcalloc(L * C * (R + rope), sizeof(uint16_t), &ok);
+        s->q_a = xcalloc(B * ((size_t)hp->q_lora_rank + 1), sizeof(float), &ok);
+        s->ckv = xcalloc(B * (R + rope), sizeof(float), &ok);
+        s->q_lat = xcalloc(B * H * R, sizeof(float), &ok);
+        s->o_lat = xcalloc(B * H * R, sizeof(float), &ok);
+        s->router_logits = xcalloc(B * X, sizeof(float), &ok);
+        s->route_w = xcalloc(B * K, sizeof(float), &ok);
+        s->route_ids = xcalloc(B * K, sizeof(int32_t), &ok);
+        s->route_scratch = xcalloc(deepc_route_scratch_floats(&hp->route), sizeof(float), &ok);
+        s->exp_count = xcalloc(X, sizeof(int32_t), &ok);
+        s->exp_start = xcalloc(X + 1, sizeof(int32_t), &ok);
+        s->exp_pairs = xcalloc(B * K, sizeof(int32_t), &ok);
+        s->active = xcalloc(X, sizeof(int32_t), &ok);
+        s->ex_g = xcalloc(B * K * FX, sizeof(float), &ok);
+        s->ex_u = xcalloc(B * K * FX, sizeof(float), &ok);
+        s->ex_y = xcalloc(B * K * E, sizeof(float), &ok);
+        s->act2 = xcalloc(B * K * FX, sizeof(float), &ok);
+        if (p.mla_expanded) {
+            s->mla_tmp_floats = R * hd + V * R + C * (hd + V) + C + R + rope;
+            s->mla_tmp = xcalloc((size_t)nt * s->mla_tmp_floats, sizeof(float), &ok);
+        }
+    } else {
+        s->k_cache = xcalloc(L * C * KV, sizeof(uint16_t), &ok);
+        s->v_cache = xcalloc(L * C * KV, sizeof(uint16_t), &ok);
+    }
+    s->rope_cos = xcalloc(C * rope / 2, sizeof(float), &ok);
+    s->rope_sin = xcalloc(C * rope / 2, sizeof(float), &ok);
     s->x = xcalloc(B * E, sizeof(float), &ok);
-    s->xb = xcalloc(B * (E > Q ? E : Q), sizeof(float), &ok);
+    s->xb = xcalloc(B * wide, sizeof(float), &ok);
     s->q = xcalloc(B * Q, sizeof(float), &ok);
     s->kv_k = xcalloc(B * KV, sizeof(float), &ok);
     s->kv_v = xcalloc(B * KV, sizeof(float), &ok);
-    s->att = xcalloc(B * Q, sizeof(float), &ok);
-    s->hb = xcalloc(B * F, sizeof(float), &ok);
-    s->hb2 = xcalloc(B * F, sizeof(float), &ok);
+    s->att = xcalloc(B * wide, sizeof(float), &ok);
+    s->hb = xcalloc(B * wide, sizeof(float), &ok);
+    s->hb2 = xcalloc(B * wide, sizeof(float), &ok);
     s->scores = xcalloc((size_t)nt * C, sizeof(float), &ok);
-    size_t max_in = E > Q ? E : Q;
-    if (F > max_in) max_in = F;
-    s->act = xcalloc(B, max_in * sizeof(float), &ok);   /* f32 is the widest act type */
+    s->act = xcalloc(B, wide * sizeof(float), &ok);   /* f32 is the widest act type */
     s->logits = xcalloc((size_t)hp->n_vocab, sizeof(float), &ok);
     s->history = xcalloc(C, sizeof(int32_t), &ok);
     s->sampler = deepc_sampler_create(hp->n_vocab);
@@ -78,12 +111,13 @@ deepc_status deepc_session_create(deepc_model *m, const deepc_session_params *pp
         deepc_set_open_error("session: out of memory for the KV cache and scratch buffers (try a smaller --ctx)");
         return DEEPC_ERR_NOMEM;
     }
-    /* angles in fp32 as HF computes them (position * inv_freq), trig in double */
+    /* angles in fp32 as HF computes them (position * inv_freq), trig in
+     * double; YaRN's mscale multiplies cos and sin as in the HF code */
     for (size_t pos = 0; pos < C; pos++)
-        for (size_t i = 0; i < hd / 2; i++) {
+        for (size_t i = 0; i < rope / 2; i++) {
             float a = (float)pos * m->inv_freq[i];
-            s->rope_cos[pos * hd / 2 + i] = (float)cos((double)a);
-            s->rope_sin[pos * hd / 2 + i] = (float)sin((double)a);
+            s->rope_cos[pos * rope / 2 + i] = (float)cos((double)a) * m->rope_mscale;
+            s->rope_sin[pos * rope / 2 + i] = (float)sin((double)a) * m->rope_mscale;
         }
     *out = s;
     return DEEPC_OK;
@@ -96,6 +130,10 @@ void deepc_session_destroy(deepc_session *s) {
     free(s->k_cache); free(s->v_cache); free(s->rope_cos); free(s->rope_sin);
     free(s->x); free(s->xb); free(s->q); free(s->kv_k); free(s->kv_v); free(s->att);
     free(s->hb); free(s->hb2); free(s->scores); free(s->act); free(s->logits); free(s->history);
+    free(s->kv_lat); free(s->q_a); free(s->ckv); free(s->q_lat); free(s->o_lat); free(s->mla_tmp);
+    free(s->router_logits); free(s->route_w); free(s->route_ids); free(s->route_scratch);
+    free(s->exp_count); free(s->exp_start); free(s->exp_pairs); free(s->active);
+    free(s->ex_g); free(s->ex_u); free(s->ex_y); free(s->act2);
     free(s);
 }
 

@@ -1,0 +1,159 @@
+/* forward_mla.c - multi-head latent attention (DeepSeek-V2/V3). Per token and
+ * layer the cache holds only the normalized latent (kv_lora_rank) and the
+ * roped shared key (qk_rope_head_dim). Attention runs in the absorbed form:
+ * the query's no-rope part is folded into latent space through kv_b_proj's
+ * key rows (k_b_proj), scores and the weighted sum are taken against the
+ * latent directly, and the result leaves latent space through kv_b_proj's
+ * value rows (v_b_proj); nothing is expanded per head. The expanded form
+ * (per-head keys and values rebuilt from the latent, as the Hugging Face
+ * code computes them) is kept for verification: both must agree. */
+#include <math.h>
+#include <string.h>
+
+#include "forward.h"
+
+typedef struct {
+    deepc_session *s;
+    int layer, pos0, B;
+} mla_task;
+
+/* Rope part of a cached latent row. */
+static const uint16_t *lat_row(const deepc_session *s, int layer, int p) {
+    const deepc_hparams *hp = &s->m->hp;
+    size_t C = (size_t)hp->kv_lora_rank + hp->qk_rope;
+    return s->kv_lat + ((size_t)layer * s->n_ctx + p) * C;
+}
+
+static void softmax_inplace(float *sc, int n) {
+    float mx = -INFINITY, sum = 0.0f;
+    for (int p = 0; p < n; p++) if (sc[p] > mx) mx = sc[p];
+    for (int p = 0; p < n; p++) { sc[p] = expf(sc[p] - mx); sum += sc[p]; }
+    float inv = 1.0f / sum;
+    for (int p = 0; p < n; p++) sc[p] *= inv;
+}
+
+/* Absorbed: jobs are (token, head) pairs. */
+static void absorbed_run(void *arg, int ith, int nth) {
+    const mla_task *t = arg;
+    deepc_session *s = t->s;
+    const deepc_hparams *hp = &s->m->hp;
+    int H = hp->n_heads, R = hp->kv_lora_rank, NOPE = hp->qk_nope, ROPE = hp->qk_rope, QH = NOPE + ROPE;
+    float *sc = s->scores + (size_t)ith * s->n_ctx;
+    float scale = s->m->attn_scale;
+    int total = t->B * H;
+    for (int job = total * ith / nth; job < total * (ith + 1) / nth; job++) {
+        int b = job / H, h = job % H, n = t->pos0 + b + 1;
+        const float *ql = s->q_lat + ((size_t)b * H + h) * R;
+        const float *qr = s->q + ((size_t)b * H + h) * QH + NOPE;
+        for (int p = 0; p < n; p++) {
+            const uint16_t *c = lat_row(s, t->layer, p);
+            float d = 0.0f, e = 0.0f;
+            for (int j = 0; j < R; j++) d += ql[j] * deepc_fp16_to_fp32(c[j]);
+            for (int i = 0; i < ROPE; i++) e += qr[i] * deepc_fp16_to_fp32(c[R + i]);
+            sc[p] = (d + e) * scale;
+        }
+        softmax_inplace(sc, n);
+        float *o = s->o_lat + ((size_t)b * H + h) * R;
+        memset(o, 0, (size_t)R * sizeof *o);
+        for (int p = 0; p < n; p++) {
+            const uint16_t *c = lat_row(s, t->layer, p);
+            for (int j = 0; j < R; j++) o[j] += sc[p] * deepc_fp16_to_fp32(c[j]);
+        }
+    }
+}
+
+/* Expanded: jobs are heads; each rebuilds its keys and values for every
+ * cached position from the latent, then attends like ordinary MHA. */
+static void expanded_run(void *arg, int ith, int nth) {
+    const mla_task *t = arg;
+    deepc_session *s = t->s;
+    const deepc_model *m = s->m;
+    const deepc_hparams *hp = &m->hp;
+    const deepc_layer *L = &m->layers[t->layer];
+    int H = hp->n_heads, R = hp->kv_lora_rank, NOPE = hp->qk_nope, ROPE = hp->qk_rope, QH = NOPE + ROPE, V = hp->v_head;
+    int npos = t->pos0 + t->B;
+    float *wkb = s->mla_tmp + (size_t)ith * s->mla_tmp_floats;   /* (R, NOPE) */
+    float *wvb = wkb + (size_t)R * NOPE;                          /* (V, R) */
+    float *K = wvb + (size_t)V * R;                               /* (npos, NOPE) */
+    float *Vv = K + (size_t)s->n_ctx * NOPE;                      /* (npos, V) */
+    float *sc = Vv + (size_t)s->n_ctx * V;                        /* (npos) */
+    float *lat = sc + s->n_ctx;                                   /* (R + ROPE) */
+    for (int h = H * ith / nth; h < H * (ith + 1) / nth; h++) {
+        for (int j = 0; j < R; j++)
+            deepc_dequantize_row(L->wk_b.type, (const uint8_t *)L->wk_b.data + ((size_t)h * R + j) * L->wk_b.row_bytes, wkb + (size_t)j * NOPE, (size_t)NOPE);
+        for (int i = 0; i < V; i++)
+            deepc_dequantize_row(L->wv_b.type, (const uint8_t *)L->wv_b.data + ((size_t)h * V + i) * L->wv_b.row_bytes, wvb + (size_t)i * R, (size_t)R);
+        for (int p = 0; p < npos; p++) {
+            const uint16_t *c = lat_row(s, t->layer, p);
+            for (int j = 0; j < R + ROPE; j++) lat[j] = deepc_fp16_to_fp32(c[j]);
+            float *k = K + (size_t)p * NOPE, *v = Vv + (size_t)p * V;
+            memset(k, 0, (size_t)NOPE * sizeof *k);
+            for (int j = 0; j < R; j++)              /* k_nope = W_uk[h] . latent */
+                for (int i = 0; i < NOPE; i++) k[i] += wkb[(size_t)j * NOPE + i] * lat[j];
+            for (int i = 0; i < V; i++) {            /* v = W_uv[h] . latent */
+                float a = 0.0f;
+                for (int j = 0; j < R; j++) a += wvb[(size_t)i * R + j] * lat[j];
+                v[i] = a;
+            }
+        }
+        for (int b = 0; b < t->B; b++) {
+            int n = t->pos0 + b + 1;
+            const float *q = s->q + ((size_t)b * H + h) * QH;
+            for (int p = 0; p < n; p++) {
+                const uint16_t *c = lat_row(s, t->layer, p);
+                float d = 0.0f;
+                for (int i = 0; i < NOPE; i++) d += q[i] * K[(size_t)p * NOPE + i];
+                for (int i = 0; i < ROPE; i++) d += q[NOPE + i] * deepc_fp16_to_fp32(c[R + i]);
+                sc[p] = d * m->attn_scale;
+            }
+            softmax_inplace(sc, n);
+            float *o = s->att + ((size_t)b * H + h) * V;
+            memset(o, 0, (size_t)V * sizeof *o);
+            for (int p = 0; p < n; p++)
+                for (int i = 0; i < V; i++) o[i] += sc[p] * Vv[(size_t)p * V + i];
+        }
+    }
+}
+
+void deepc_attn_mla(deepc_session *s, int l, int pos0, int n) {
+    const deepc_model *m = s->m;
+    const deepc_hparams *hp = &m->hp;
+    const deepc_layer *L = &m->layers[l];
+    int E = hp->n_embd, H = hp->n_heads, R = hp->kv_lora_rank, NOPE = hp->qk_nope, ROPE = hp->qk_rope;
+    int QH = NOPE + ROPE, C = R + ROPE, half = ROPE / 2;
+    if (hp->q_lora_rank) {
+        deepc_matmul(s, &L->wq_a, s->xb, n, s->q_a, hp->q_lora_rank, NULL);
+        for (int b = 0; b < n; b++) {
+            float *qa = s->q_a + (size_t)b * hp->q_lora_rank;
+            deepc_rmsnorm(qa, qa, L->q_a_norm.data, hp->q_lora_rank, hp->norm_eps);
+        }
+        deepc_matmul(s, &L->wq_b, s->q_a, n, s->q, H * QH, NULL);
+    } else {
+        deepc_matmul(s, &L->wq, s->xb, n, s->q, H * QH, NULL);
+    }
+    deepc_matmul(s, &L->wkv_a, s->xb, n, s->ckv, C, NULL);
+    for (int b = 0; b < n; b++) {
+        int p = pos0 + b;
+        const float *cs = s->rope_cos + (size_t)p * half, *sn = s->rope_sin + (size_t)p * half;
+        float *c = s->ckv + (size_t)b * C;
+        deepc_rmsnorm(c, c, L->kv_a_norm.data, R, hp->norm_eps);
+        deepc_rope_interleaved(c + R, 1, ROPE, ROPE, cs, sn);
+        deepc_rope_interleaved(s->q + (size_t)b * H * QH + NOPE, H, QH, ROPE, cs, sn);
+        uint16_t *dst = s->kv_lat + ((size_t)l * s->n_ctx + p) * C;
+        for (int j = 0; j < C; j++) dst[j] = deepc_fp32_to_fp16(c[j]);
+    }
+    mla_task t = { s, l, pos0, n };
+    if (s->mla_expanded) {
+        deepc_pool_run(s->pool, expanded_run, &t);
+    } else {
+        /* fold each head's no-rope query into latent space: q_lat[h] = W_uk[h]^T q_nope[h] */
+        float *qn = s->att;   /* (n, H, NOPE) staging; att is free until the output */
+        for (int b = 0; b < n; b++)
+            for (int h = 0; h < H; h++)
+                memcpy(qn + ((size_t)b * H + h) * NOPE, s->q + ((size_t)b * H + h) * QH, (size_t)NOPE * sizeof(float));
+        deepc_matmul_heads(s, &L->wk_b, H, qn, n, s->q_lat);
+        deepc_pool_run(s->pool, absorbed_run, &t);
+        deepc_matmul_heads(s, &L->wv_b, H, s->o_lat, n, s->att);
+    }
+    deepc_matmul(s, &L->wo, s->att, n, s->hb2, E, NULL);
+}
