@@ -93,7 +93,15 @@ int cmd_info(int argc, char **argv) {
     printf("layers:          %d\n", mi.n_layers);
     printf("hidden size:     %d\n", mi.n_embd);
     printf("ffn size:        %d\n", mi.n_ff);
-    printf("heads:           %d (kv heads %d, head dim %d)\n", mi.n_heads, mi.n_kv_heads, mi.head_dim);
+    if (mi.kv_lora_rank) {
+        printf("attention:       MLA, %d heads, q_lora_rank %d, kv_lora_rank %d, qk dims %d nope + %d rope, v dim %d\n",
+               mi.n_heads, mi.q_lora_rank, mi.kv_lora_rank, mi.qk_nope_head_dim, mi.qk_rope_head_dim, mi.v_head_dim);
+        printf("experts:         %d routed (%d per token), %d shared, width %d; first %d layer(s) dense\n",
+               mi.n_expert, mi.n_expert_used, mi.n_expert_shared, mi.n_ff_exp, mi.first_k_dense);
+        if (mi.n_mtp) printf("MTP layers:      %d (kept in the file, skipped by the forward pass)\n", mi.n_mtp);
+    } else {
+        printf("heads:           %d (kv heads %d, head dim %d)\n", mi.n_heads, mi.n_kv_heads, mi.head_dim);
+    }
     printf("vocabulary:      %d\n", mi.n_vocab);
     printf("trained context: %d\n", mi.n_ctx_train);
     printf("rope theta:      %g\n", mi.rope_theta);
@@ -127,6 +135,10 @@ int cmd_info(int argc, char **argv) {
     human(b2, sizeof b2, (double)mi.kv_bytes_per_token * ctx);
     printf("memory:          weights %s, KV cache %s for %lld tokens (%llu bytes/token, fp16)\n", b1, b2, ctx,
            (unsigned long long)mi.kv_bytes_per_token);
+    if (mi.kv_lora_rank)
+        printf("KV cache:        %llu bytes/token = (kv_lora_rank %d + rope %d) x %d layers x 2 bytes; a per-head K/V cache would need %llu (%.1fx)\n",
+               (unsigned long long)mi.kv_bytes_per_token, mi.kv_lora_rank, mi.qk_rope_head_dim, mi.n_layers,
+               (unsigned long long)mi.kv_bytes_per_token_mha, (double)mi.kv_bytes_per_token_mha / (double)mi.kv_bytes_per_token);
     if (tensors) {
         for (size_t i = 0; i < n; i++) {
             deepc_tensor_info ti;

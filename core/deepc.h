@@ -65,6 +65,10 @@ typedef struct deepc_model_info {
     int bos_id, eos_id;
     bool add_bos;                /* raw text prompts should start with BOS (HF
                                     post-processor or add_bos_token) */
+    /* DeepSeek MLA / MoE (0 for dense models) */
+    int kv_lora_rank, q_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim;
+    int n_expert, n_expert_used, n_expert_shared, n_ff_exp, first_k_dense, n_mtp;
+    uint64_t kv_bytes_per_token_mha; /* what a per-head K/V cache (fp16) would need */
 } deepc_model_info;
 deepc_status deepc_model_get_info(const deepc_model *m, deepc_model_info *info);
 

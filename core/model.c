@@ -383,6 +383,13 @@ deepc_status deepc_model_get_info(const deepc_model *m, deepc_model_info *info) 
         uint64_t per_expert = 3ull * hp->n_ff_exp * hp->n_embd;
         int moe_layers = hp->n_layers - hp->first_k_dense;
         r.n_params_active -= (uint64_t)moe_layers * (hp->route.n_experts - hp->route.top_k) * per_expert;
+        r.kv_lora_rank = hp->kv_lora_rank; r.q_lora_rank = hp->q_lora_rank;
+        r.qk_nope_head_dim = hp->qk_nope; r.qk_rope_head_dim = hp->qk_rope; r.v_head_dim = hp->v_head;
+        r.n_expert = hp->route.n_experts; r.n_expert_used = hp->route.top_k; r.n_expert_shared = hp->n_expert_shared;
+        r.n_ff_exp = hp->n_ff_exp; r.first_k_dense = hp->first_k_dense; r.n_mtp = hp->n_mtp;
+        r.kv_bytes_per_token_mha = (uint64_t)hp->n_heads * (hp->qk_nope + hp->qk_rope + hp->v_head) * hp->n_layers * sizeof(uint16_t);
+    } else {
+        r.kv_bytes_per_token_mha = r.kv_bytes_per_token;
     }
     r.bos_id = m->tok ? m->td.bos_id : -1;
     r.eos_id = m->tok ? m->td.eos_id : -1;
