@@ -260,6 +260,11 @@ static int convert(const char *dir, const char *out, const deepc_convert_params 
                             plan[i].src, t->dtype_name, deepc_arch_is_mla(hp.arch) ? " and F8_E4M3 with block scales" : " for dense models");
             goto done;
         }
+        if (fp8_ok) {
+            char sn[300];
+            snprintf(sn, sizeof sn, "%s_scale_inv", t->name);
+            if (!deepc_st_find(st, sn)) { rc = deepc_errf(err, DEEPC_ERR_FORMAT, "FP8 tensor '%s' has no '%s' block scales", t->name, sn); goto done; }
+        }
         if (plan[i].kind != PLAN_V_B) total_src += t->nbytes;
     }
     for (size_t i = 0; i < deepc_st_count(st); i++) {

@@ -10,6 +10,7 @@
 #include "json.h"
 
 #include <float.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,11 +32,8 @@ struct deepc_json {
         const deepc_json *items;
         const json_member *members;
     } u;
-    union {
-        double num;             /* NUMBER */
-        const uint32_t *index;  /* OBJECT with > JSON_SMALL_OBJECT members: hash slots
+    const uint32_t *index;      /* OBJECT with > JSON_SMALL_OBJECT members: hash slots
                                    holding member index + 1 (0 = empty) */
-    } x;
 };
 
 struct json_member {
@@ -261,12 +259,12 @@ static bool dec_to_double(decimal *a, double *out) {
     exp = 0;
     /* Scale into [0.5, 1) by powers of two, remembering the exponent. */
     while (a->dp > 0) {
-        int n = a->dp >= 9 ? 27 : powtab[a->dp];
+        int n = a->dp >= 19 ? 60 : a->dp >= 9 ? 27 : powtab[a->dp];  /* big steps while far away */
         dec_shift(a, -n);
         exp += n;
     }
     while (a->dp < 0 || (a->dp == 0 && a->d[0] < 5)) {
-        int n = -a->dp >= 9 ? 27 : powtab[-a->dp];
+        int n = -a->dp >= 19 ? 60 : -a->dp >= 9 ? 27 : powtab[-a->dp];
         dec_shift(a, n);
         exp -= n;
     }
@@ -303,11 +301,11 @@ static bool number_value(const char *s, size_t len, double *out) {
 #if FLT_EVAL_METHOD == 0
     /* Fast path (Clinger): an exact mantissa times an exact power of ten is
      * one correctly rounded IEEE operation. Covers almost every real number. */
-    if (!a.trunc && a.nd <= 15) {
-        int64_t m = 0;
+    if (!a.trunc && a.nd <= 19) {
+        uint64_t m = 0;
         for (int i = 0; i < a.nd; i++) m = m * 10 + a.d[i];
         int e = a.dp - a.nd;
-        if (e >= -22 && e <= 22) {
+        if (m <= (uint64_t)1 << 53 && e >= -22 && e <= 22) {
             double v = (double)m;
             v = e < 0 ? v / pow10_exact[-e] : v * pow10_exact[e];
             *out = a.neg ? -v : v;
@@ -316,6 +314,31 @@ static bool number_value(const char *s, size_t len, double *out) {
     }
 #endif
     return dec_to_double(&a, out);
+}
+
+/* The smallest magnitude that rounds to infinity: 2^1024 - 2^970, halfway
+ * between DBL_MAX and 2^1024 (a tie, which rounds to the even mantissa, up). */
+static const char dbl_overflow_digits[] =
+    "1797693134862315807937289714053034150799341327100378269361737789804449"
+    "6829276475094664901797758720709633028641669288791094655554785194040263"
+    "0657488671505820681908902000708383676273854845817711531764475730270069"
+    "8555713669596228429148198608349364752927190741684443655107043427115596"
+    "99508093042880177904174497792";
+
+/* Overflow is the only numeric error and is decided at parse time by
+ * comparing digits, never by rounding. The double itself is computed when
+ * asked for, so a hostile document full of slow-to-round numbers (up to ~10 us
+ * each) costs nothing until someone reads them. */
+static bool number_in_range(const char *s, size_t len) {
+    decimal a;
+    dec_read(&a, s, len);
+    if (a.nd == 0 || a.dp < 309) return true;      /* below 10^308 < DBL_MAX */
+    if (a.dp > 309) return false;                  /* at least 10^309 */
+    for (int i = 0; i < 309; i++) {
+        int d = i < a.nd ? a.d[i] : 0, t = dbl_overflow_digits[i] - '0';
+        if (d != t) return d < t;
+    }
+    return false;                                  /* equal or more digits: >= threshold */
 }
 
 /* ---- parser ------------------------------------------------------------ */
@@ -329,9 +352,18 @@ typedef struct {
     deepc_err *err;
 } parser;
 
-static bool fail(parser *P, size_t at, const char *fmt, const char *what) {
-    char buf[128];
-    snprintf(buf, sizeof buf, fmt, what);
+/* Reports "JSON: <problem> at byte <at>" and returns false. */
+static bool fail(parser *P, size_t at, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static bool fail(parser *P, size_t at, const char *fmt, ...) {
+    char buf[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
     deepc_errf(P->err, 0, "JSON: %s at byte %zu", buf, at);
     return false;
 }
@@ -343,20 +375,11 @@ static bool fail_oom(parser *P) {
 
 /* Describes the byte at pos for an error message. */
 static bool fail_unexpected(parser *P, const char *context) {
-    char what[64];
-    if (P->pos >= P->len) {
-        return fail(P, P->pos, "unexpected end of input%s", context);
-    }
+    if (P->pos >= P->len) return fail(P, P->pos, "unexpected end of input%s", context);
     unsigned c = P->s[P->pos];
-    if (c >= 0x80)
-        snprintf(what, sizeof what, "unexpected byte 0x%02X (not valid here; invalid UTF-8?)", c);
-    else if (c < 0x20 || c == 0x7F)
-        snprintf(what, sizeof what, "unexpected control character 0x%02X", c);
-    else
-        snprintf(what, sizeof what, "unexpected '%c'", (char)c);
-    char both[128];
-    snprintf(both, sizeof both, "%s%s", what, context);
-    return fail(P, P->pos, "%s", both);
+    if (c >= 0x80) return fail(P, P->pos, "unexpected byte 0x%02X (invalid UTF-8?)%s", c, context);
+    if (c < 0x20 || c == 0x7F) return fail(P, P->pos, "unexpected control character 0x%02X%s", c, context);
+    return fail(P, P->pos, "unexpected '%c'%s", (char)c, context);
 }
 
 static void skip_ws(parser *P) {
@@ -443,7 +466,7 @@ static size_t utf8_seq_len(const unsigned char *p, size_t avail) {
 static bool parse_string(parser *P, const char **out, uint32_t *out_len) {
     size_t start = P->pos, q = start + 1;
     while (q < P->len && P->s[q] != '"') q += P->s[q] == '\\' ? 2 : 1;
-    if (q >= P->len) return fail(P, start, "unterminated string starting%s", "");
+    if (q >= P->len) return fail(P, start, "unterminated string starting");
     size_t raw = q - start - 1;
     char *o = arena_alloc(P->ar, raw + 1);
     if (!o) return fail_oom(P);
@@ -455,14 +478,12 @@ static bool parse_string(parser *P, const char **out, uint32_t *out_len) {
             i++;
         } else if (c >= 0x80) {
             size_t n = utf8_seq_len(P->s + i, q - i);
-            if (!n) return fail(P, i, "invalid UTF-8 in string%s", "");
+            if (!n) return fail(P, i, "invalid UTF-8 in string");
             memcpy(o + w, P->s + i, n);
             w += n;
             i += n;
         } else if (c < 0x20) {
-            char what[48];
-            snprintf(what, sizeof what, "unescaped control character 0x%02X in string", c);
-            return fail(P, i, "%s", what);
+            return fail(P, i, "unescaped control character 0x%02X in string", c);
         } else { /* backslash */
             unsigned char e = P->s[i + 1];
             const char *simple = strchr("\"\\/bfnrt", e);
@@ -473,13 +494,11 @@ static bool parse_string(parser *P, const char **out, uint32_t *out_len) {
                 continue;
             }
             if (e != 'u') {
-                char what[48];
-                if (e >= 0x21 && e < 0x7F) snprintf(what, sizeof what, "invalid escape '\\%c'", e);
-                else snprintf(what, sizeof what, "invalid escape '\\' + byte 0x%02X", e);
-                return fail(P, i, "%s", what);
+                if (e >= 0x21 && e < 0x7F) return fail(P, i, "invalid escape '\\%c'", e);
+                return fail(P, i, "invalid escape: '\\' followed by byte 0x%02X", e);
             }
             long cp = i + 6 <= q ? read_hex4(P, i + 2) : -1;
-            if (cp < 0) return fail(P, i, "invalid \\u escape (need 4 hex digits)%s", "");
+            if (cp < 0) return fail(P, i, "invalid \\u escape (need 4 hex digits)");
             i += 6;
             if (cp >= 0xD800 && cp <= 0xDBFF) {
                 /* A high surrogate pairs with an immediately following low one;
@@ -516,7 +535,7 @@ static bool parse_number(parser *P, deepc_json *v) {
     }
     if (s[i] == '0') {
         i++;
-        if (i < n && s[i] >= '0' && s[i] <= '9') return fail(P, i - 1, "leading zero in number%s", "");
+        if (i < n && s[i] >= '0' && s[i] <= '9') return fail(P, i - 1, "leading zero in number");
     } else {
         while (i < n && s[i] >= '0' && s[i] <= '9') i++;
     }
@@ -538,8 +557,7 @@ static bool parse_number(parser *P, deepc_json *v) {
         while (i < n && s[i] >= '0' && s[i] <= '9') i++;
     }
     size_t len = i - start;
-    double d;
-    if (!number_value((const char *)s + start, len, &d)) return fail(P, start, "number out of range%s", "");
+    if (!number_in_range((const char *)s + start, len)) return fail(P, start, "number out of range");
     char *lit = arena_alloc(P->ar, len + 1);
     if (!lit) return fail_oom(P);
     memcpy(lit, s + start, len);
@@ -547,7 +565,6 @@ static bool parse_number(parser *P, deepc_json *v) {
     v->type = DEEPC_JSON_NUMBER;
     v->u.s = lit;
     v->n = (uint32_t)len;
-    v->x.num = d;
     P->pos = i;
     return true;
 }
@@ -593,7 +610,7 @@ static bool build_index(parser *P, deepc_json *obj, const json_member *m, uint32
             h = (h + 1) & mask;
         }
     }
-    obj->x.index = slots;
+    obj->index = slots;
     return true;
 }
 
@@ -601,7 +618,7 @@ static bool parse_value(parser *P, deepc_json *v, int depth);
 
 static bool parse_container(parser *P, deepc_json *v, int depth, bool is_obj) {
     char close = is_obj ? '}' : ']';
-    if (depth > JSON_MAX_DEPTH) return fail(P, P->pos, "nesting deeper than %s levels", "512");
+    if (depth > JSON_MAX_DEPTH) return fail(P, P->pos, "nesting deeper than %d levels", JSON_MAX_DEPTH);
     size_t base = P->sp;
     P->pos++;
     skip_ws(P);
@@ -627,7 +644,7 @@ static bool parse_container(parser *P, deepc_json *v, int depth, bool is_obj) {
             if (P->pos < P->len && P->s[P->pos] == ',') {
                 size_t comma = P->pos++;
                 skip_ws(P);
-                if (P->pos < P->len && P->s[P->pos] == close) return fail(P, comma, "trailing comma%s", "");
+                if (P->pos < P->len && P->s[P->pos] == close) return fail(P, comma, "trailing comma");
                 continue;
             }
             if (P->pos < P->len && P->s[P->pos] == close) {
@@ -638,9 +655,9 @@ static bool parse_container(parser *P, deepc_json *v, int depth, bool is_obj) {
         }
     }
     uint32_t n = (uint32_t)(P->sp - base);
-    const json_member *m = P->stack + base;
+    const json_member *m = n ? P->stack + base : NULL;  /* the stack may not exist yet */
     v->n = n;
-    v->x.index = NULL;
+    v->index = NULL;
     if (is_obj) {
         v->type = DEEPC_JSON_OBJECT;
         json_member *mem = n ? arena_alloc(P->ar, (size_t)n * sizeof *mem) : NULL;
@@ -754,14 +771,14 @@ const deepc_json *deepc_json_get(const deepc_json *v, const char *key) {
     if (!v || v->type != DEEPC_JSON_OBJECT || !key) return NULL;
     size_t klen = strlen(key);
     const json_member *m = v->u.members;
-    if (!v->x.index) {
+    if (!v->index) {
         for (uint32_t i = v->n; i-- > 0;)  /* from the end: the last duplicate wins */
             if (m[i].klen == klen && memcmp(m[i].key, key, klen) == 0) return &m[i].val;
         return NULL;
     }
     uint32_t hash = hash_bytes(key, klen), mask = index_cap(v->n) - 1;
     for (uint32_t h = hash & mask;; h = (h + 1) & mask) {
-        uint32_t s = v->x.index[h];
+        uint32_t s = v->index[h];
         if (s == 0) return NULL;
         const json_member *o = &m[s - 1];
         if (o->hash == hash && o->klen == klen && memcmp(o->key, key, klen) == 0) return &o->val;
@@ -806,7 +823,8 @@ bool deepc_json_bool(const deepc_json *v, bool dflt) {
 }
 
 double deepc_json_num(const deepc_json *v, double dflt) {
-    return v && v->type == DEEPC_JSON_NUMBER ? v->x.num : dflt;
+    double d;
+    return v && v->type == DEEPC_JSON_NUMBER && number_value(v->u.s, v->n, &d) ? d : dflt;
 }
 
 bool deepc_json_int(const deepc_json *v, int64_t *out) {

@@ -22,6 +22,9 @@
 #include "deepc.h"
 #include "json.h"
 
+/* Shards of big checkpoints are larger than 2 GiB. */
+_Static_assert(sizeof(off_t) >= 8, "deepc needs 64-bit file offsets (-D_FILE_OFFSET_BITS=64)");
+
 #define ST_MAX_HEADER ((uint64_t)100 << 20)   /* the safetensors library's own limit */
 #define ST_MAX_INDEX ((size_t)256 << 20)      /* DeepSeek-V3's index is ~8 MB */
 #define ST_INDEX_NAME "model.safetensors.index.json"
@@ -660,6 +663,7 @@ int deepc_st_read_f32(deepc_st *st, const deepc_st_tensor *t, uint64_t elem_off,
      * read into the tail of dst and converted front to back. Output element i
      * ends at byte 4(i+1) and raw element i+1 starts at 4n - es(n - i - 1),
      * which is never earlier, so no raw byte is overwritten before it is read. */
+    if (n == 0) return DEEPC_OK;
     unsigned char *raw = (unsigned char *)dst + n * 4 - n * es;
     int rc = deepc_st_read_raw(st, t, boff, raw, n * es, err);
     if (rc) return rc;
