@@ -12,6 +12,10 @@
 
 #include "forward.h"
 
+/* q_a_layernorm and kv_a_layernorm are built with the default eps in both the
+ * official and the Hugging Face code, whatever rms_norm_eps says. */
+#define MLA_NORM_EPS 1e-6f
+
 typedef struct {
     deepc_session *s;
     int layer, pos0, B;
@@ -125,7 +129,7 @@ void deepc_attn_mla(deepc_session *s, int l, int pos0, int n) {
         deepc_matmul(s, &L->wq_a, s->xb, n, s->q_a, hp->q_lora_rank, NULL);
         for (int b = 0; b < n; b++) {
             float *qa = s->q_a + (size_t)b * hp->q_lora_rank;
-            deepc_rmsnorm(qa, qa, L->q_a_norm.data, hp->q_lora_rank, hp->norm_eps);
+            deepc_rmsnorm(qa, qa, L->q_a_norm.data, hp->q_lora_rank, MLA_NORM_EPS);
         }
         deepc_matmul(s, &L->wq_b, s->q_a, n, s->q, H * QH, NULL);
     } else {
@@ -136,7 +140,7 @@ void deepc_attn_mla(deepc_session *s, int l, int pos0, int n) {
         int p = pos0 + b;
         const float *cs = s->rope_cos + (size_t)p * half, *sn = s->rope_sin + (size_t)p * half;
         float *c = s->ckv + (size_t)b * C;
-        deepc_rmsnorm(c, c, L->kv_a_norm.data, R, hp->norm_eps);
+        deepc_rmsnorm(c, c, L->kv_a_norm.data, R, MLA_NORM_EPS);
         deepc_rope_interleaved(c + R, 1, ROPE, ROPE, cs, sn);
         deepc_rope_interleaved(s->q + (size_t)b * H * QH + NOPE, H, QH, ROPE, cs, sn);
         uint16_t *dst = s->kv_lat + ((size_t)l * s->n_ctx + p) * C;
