@@ -22,13 +22,18 @@ int cmd_convert(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: deepc convert <hf_dir> <out.dqf> [--type f32|f16|bf16|q8_0] [--chat-template NAME]\n"
+            printf("usage: deepc convert <hf_dir> <out.dqf> [--type f32|f16|bf16|q8_0] [--chat-template NAME] [--no-tokenizer]\n"
                    "  Converts a Hugging Face checkpoint directory (config.json, *.safetensors,\n"
                    "  tokenizer.json) into one .dqf file. Default type: q8_0. Chat template names:\n"
-                   "  deepseek-r1, deepseek-v3, deepseek-v2, chatml, llama3 (default: detected).\n");
+                   "  deepseek-r1, deepseek-v3, deepseek-v2, chatml, llama3 (default: detected).\n"
+                   "  --no-tokenizer keeps the weights only (for tokenizers deepc cannot reproduce).\n"
+                   "  Architectures: Qwen2ForCausalLM, LlamaForCausalLM, DeepseekV2ForCausalLM,\n"
+                   "  DeepseekV3ForCausalLM (BF16/F16/F32, and FP8 E4M3 with 128x128 block scales).\n");
             return CLI_OK;
         } else if (!strcmp(a, "--type") || !strcmp(a, "-t")) {
             if (!(p.type = cli_value(argc, argv, &i))) return cli_usage_error("convert", "--type needs a value");
+        } else if (!strcmp(a, "--no-tokenizer")) {
+            p.no_tokenizer = true;
         } else if (!strcmp(a, "--chat-template")) {
             if (!(p.chat_template = cli_value(argc, argv, &i))) return cli_usage_error("convert", "--chat-template needs a value");
         } else if (a[0] == '-' && a[1]) {

@@ -22,7 +22,7 @@
 #define CHUNK_FLOATS (1u << 20)   /* 4 MiB of f32 per read */
 
 deepc_convert_params deepc_convert_default_params(void) {
-    deepc_convert_params p = { sizeof p, NULL, NULL, NULL, NULL };
+    deepc_convert_params p = { sizeof p, NULL, NULL, NULL, NULL, false };
     return p;
 }
 
@@ -227,7 +227,11 @@ static int convert(const char *dir, const char *out, const deepc_convert_params 
         goto done;
     }
     if ((rc = deepc_hf_parse_config(deepc_json_root(cfg), &hp, err))) goto done;
-    if ((rc = load_tokenizer(dir, &td, err))) goto done;
+    if (!p->no_tokenizer && (rc = load_tokenizer(dir, &td, err))) {
+        size_t l = strlen(err->msg);
+        snprintf(err->msg + l, sizeof err->msg - l, " (convert with --no-tokenizer to keep the weights only; the model then takes token ids)");
+        goto done;
+    }
     if (p->chat_template) {
         deepc_tmpl_kind k = deepc_tmpl_from_name(p->chat_template);
         if (k == DEEPC_TMPL_NONE) { rc = deepc_errf(err, DEEPC_ERR_INVALID_ARG, "unknown chat template '%s' (use deepseek-r1, deepseek-v3, deepseek-v2, chatml or llama3)", p->chat_template); goto done; }
@@ -290,7 +294,7 @@ static int convert(const char *dir, const char *out, const deepc_convert_params 
     if (!rc) rc = deepc_dqf_put_str(w, "general.name", dir, strlen(dir));
     if (!rc) rc = deepc_dqf_put_str(w, "general.converter", "deepc " DEEPC_VERSION, strlen("deepc " DEEPC_VERSION));
     if (!rc) rc = deepc_dqf_put_str(w, "general.quantization", qn, strlen(qn));
-    if (!rc) rc = write_tokdata(w, &td);
+    if (!rc && td.n_vocab) rc = write_tokdata(w, &td);
     if (rc) { rc = deepc_errf(err, rc, "%s", deepc_dqf_writer_error(w)); goto done; }
 
     char hb[32], tb[32];

@@ -69,6 +69,11 @@ typedef struct deepc_model_info {
     int kv_lora_rank, q_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim;
     int n_expert, n_expert_used, n_expert_shared, n_ff_exp, first_k_dense, n_mtp;
     uint64_t kv_bytes_per_token_mha; /* what a per-head K/V cache (fp16) would need */
+    uint64_t active_weight_bytes;    /* weight bytes one decoded token reads: all
+                                        tensors but the embedding table (one row is
+                                        read) and, for MoE, the unselected experts
+                                        (n_expert_used of n_expert per layer) */
+    uint64_t expert_bytes;           /* bytes of all routed experts (0 for dense) */
 } deepc_model_info;
 deepc_status deepc_model_get_info(const deepc_model *m, deepc_model_info *info);
 
@@ -205,6 +210,7 @@ typedef struct deepc_convert_params {
     const char *chat_template; /* NULL = detect from tokenizer_config.json */
     deepc_log_fn progress;     /* receives progress lines; may be NULL */
     void *progress_user;
+    bool no_tokenizer;         /* convert the weights only (token ids in, ids out) */
 } deepc_convert_params;
 deepc_convert_params deepc_convert_default_params(void);
 

@@ -376,7 +376,19 @@ deepc_status deepc_model_get_info(const deepc_model *m, deepc_model_info *info) 
     r.n_params_active = m->n_params - (hp->tied_embeddings ? 0 : (uint64_t)hp->n_vocab * hp->n_embd);
     r.weight_bytes = m->weight_bytes;
     r.kv_bytes_per_token = 2ull * hp->n_layers * hp->n_kv_heads * hp->head_dim * sizeof(uint16_t);
+    r.active_weight_bytes = m->weight_bytes - (hp->tied_embeddings ? 0 : (uint64_t)m->tok_embd.row_bytes * hp->n_vocab);
     if (deepc_arch_is_mla(hp->arch)) {
+        for (int l = hp->first_k_dense; l < hp->n_layers; l++) {
+            const deepc_layer *L = &m->layers[l];
+            uint64_t one = 0;
+            for (int e = 0; e < hp->route.n_experts; e++) {
+                uint64_t b = (uint64_t)L->x_gate[e].row_bytes * L->x_gate[e].rows + (uint64_t)L->x_up[e].row_bytes * L->x_up[e].rows +
+                             (uint64_t)L->x_down[e].row_bytes * L->x_down[e].rows;
+                r.expert_bytes += b;
+                one = b;
+            }
+            r.active_weight_bytes -= one * (uint64_t)(hp->route.n_experts - hp->route.top_k);
+        }
         /* only the normalized latent and the rope key are cached */
         r.kv_bytes_per_token = (uint64_t)(hp->kv_lora_rank + hp->qk_rope) * hp->n_layers * sizeof(uint16_t);
         /* routed experts: only top_k of n_experts are read per token */

@@ -177,6 +177,17 @@ static void test_missing_tokenizer_is_refused(void **state) {
     snprintf(p, sizeof p, "%s/tokenizer.json", d);
     remove(p);
     expect_refusal(d, "q8_0", "tokenizer.json");
+    /* ... unless the user asks for the weights only */
+    char out[600];
+    snprintf(out, sizeof out, "%s/weights-only.dqf", d);
+    deepc_convert_params p = deepc_convert_default_params();
+    p.no_tokenizer = true;
+    assert_int_equal(deepc_convert(d, out, &p), DEEPC_OK);
+    deepc_model *m;
+    assert_int_equal(deepc_model_open(out, &m), DEEPC_OK);
+    size_t n;
+    assert_int_equal(deepc_tokenize(m, "hi", 2, false, false, NULL, 0, &n), DEEPC_ERR_UNSUPPORTED);
+    deepc_model_close(m);
 }
 
 int main(void) {
