@@ -180,9 +180,9 @@ static void test_missing_tokenizer_is_refused(void **state) {
     /* ... unless the user asks for the weights only */
     char out[600];
     snprintf(out, sizeof out, "%s/weights-only.dqf", d);
-    deepc_convert_params p = deepc_convert_default_params();
-    p.no_tokenizer = true;
-    assert_int_equal(deepc_convert(d, out, &p), DEEPC_OK);
+    deepc_convert_params cp = deepc_convert_default_params();
+    cp.no_tokenizer = true;
+    assert_int_equal(deepc_convert(d, out, &cp), DEEPC_OK);
     deepc_model *m;
     assert_int_equal(deepc_model_open(out, &m), DEEPC_OK);
     size_t n;
