@@ -5,6 +5,7 @@
  * order (or block order for Q8_0), so results are reproducible and easy to
  * reason about. They never allocate. Compiled with no -m flags. */
 #include "kernels.h"
+#include "cpu.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -60,6 +61,24 @@ static float vec_dot_q8_0(size_t n, const void *w, const void *x) {
     return sum;
 }
 
+/* ---- activation converters (deepc_quantize_row, one per type) ---------- */
+
+void deepc_scalar_quantize_f32(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_F32, x, y, n);
+}
+
+void deepc_scalar_quantize_f16(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_F16, x, y, n);
+}
+
+void deepc_scalar_quantize_bf16(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_BF16, x, y, n);
+}
+
+void deepc_scalar_quantize_q8_0(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_Q8_0, x, y, n);
+}
+
 static const deepc_kernels scalar_kernels = {
     .name = "scalar",
     .vec_dot = {
@@ -74,6 +93,12 @@ static const deepc_kernels scalar_kernels = {
         [DEEPC_TYPE_BF16] = DEEPC_TYPE_F32,
         [DEEPC_TYPE_Q8_0] = DEEPC_TYPE_Q8_0,
     },
+    .quantize_act = {
+        [DEEPC_TYPE_F32]  = deepc_scalar_quantize_f32,
+        [DEEPC_TYPE_F16]  = deepc_scalar_quantize_f16,
+        [DEEPC_TYPE_BF16] = deepc_scalar_quantize_bf16,
+        [DEEPC_TYPE_Q8_0] = deepc_scalar_quantize_q8_0,
+    },
 };
 
 const deepc_kernels *deepc_kernels_scalar(void) {
@@ -82,13 +107,13 @@ const deepc_kernels *deepc_kernels_scalar(void) {
 
 /* ---- backend selection -------------------------------------------------- */
 
-/* Candidate backends, best first. A SIMD backend adds one line here, e.g.
- *     { deepc_kernels_avx512, deepc_cpu_has_avx512 },   (arch/x86_avx512.c)
- *     { deepc_kernels_avx2,   deepc_cpu_has_avx2   },   (arch/x86_avx2.c)
- *     { deepc_kernels_neon,   deepc_cpu_has_neon   },   (arch/neon_*.c)
- * guarded by the same #if that makes the Makefile compile that file, with the
- * feature check (cpuid / hwcaps) living in an arch/cpu_*.c file. `supported`
- * must be cheap and thread-safe; it is called on every select. */
+/* Candidate backends, best first. A SIMD backend adds one line here, guarded
+ * by the same #if that makes the Makefile compile its file, with the feature
+ * check (cpuid / hwcaps) living in an arch/cpu_*.c file. `supported` must be
+ * cheap and thread-safe; it is called on every select.
+ * "avx512" is the AVX-512 table without VNNI (Skylake-X class CPUs); on a
+ * VNNI CPU the default is "avx512vnni", and DEEPC_ISA=avx512 still forces
+ * the plain one, which is how its parity test runs there. */
 typedef struct {
     const deepc_kernels *(*get)(void);
     bool (*supported)(void);
@@ -99,6 +124,11 @@ static bool always_supported(void) {
 }
 
 static const backend backends[] = {
+#if defined(__x86_64__) || defined(__i386__)
+    { deepc_kernels_avx512vnni, deepc_cpu_has_avx512vnni },
+    { deepc_kernels_avx512,     deepc_cpu_has_avx512     },
+    { deepc_kernels_avx2,       deepc_cpu_has_avx2       },
+#endif
     { deepc_kernels_scalar, always_supported },   /* last: always works */
 };
 

@@ -43,7 +43,7 @@ size_t deepc_act_convert(const deepc_session *s, deepc_type wt, const float *x, 
     deepc_type at = s->k->act_type[wt];
     size_t rb = deepc_type_row_bytes(at, (size_t)cols);
     for (int i = 0; i < n; i++)
-        deepc_quantize_row(at, x + (size_t)i * cols, (uint8_t *)dst + (size_t)i * rb, (size_t)cols);
+        s->k->quantize_act[at](x + (size_t)i * cols, (uint8_t *)dst + (size_t)i * rb, (size_t)cols);
     return rb;
 }
 

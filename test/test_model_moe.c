@@ -189,7 +189,10 @@ static void test_deepseek3_fp8_matches_reference(void **state) {
 
 /* The absorbed form (query folded into latent space) and the expanded form
  * (per-head K/V rebuilt from the latent, as HF computes) are the same math in
- * a different order; with f32 weights they differ by fp32 rounding only. */
+ * a different order; with f32 weights they differ by fp32 rounding only:
+ * measured 2.5e-4 (avx512) to 1.3e-3 (avx2) on logits of std ~2, depending on
+ * each backend's summation order. 5e-3 is 0.25% of the std: a wrong head
+ * slice, transpose or scale gives errors of whole units. */
 static void test_absorbed_and_expanded_mla_agree(void **state) {
     (void)state;
     const char *presets[] = { "tiny-deepseek2", "tiny-deepseek3" };
@@ -205,7 +208,7 @@ static void test_absorbed_and_expanded_mla_agree(void **state) {
         float *e = run_engine(m, ids, 2, 16, false, true);
         double d = max_abs_diff(a, e, (size_t)N_TOK * spec.vocab);
         printf("  %s: absorbed vs expanded MLA max |diff| %.3g\n", presets[k], d);
-        assert_true(d <= 1e-3);
+        assert_true(d <= 5e-3);
         free(a); free(e);
         deepc_model_close(m);
     }

@@ -1,0 +1,541 @@
+/* test_kernels.c - kernel parity: every SIMD backend the running CPU supports
+ * against the scalar backend (arch/scalar.c, itself checked against double
+ * precision in test_quant.c), for every weight type, over lengths with
+ * awkward tails and data of very different scales. Backends the CPU lacks are
+ * skipped with a note. Also the backend selector and the CPU feature checks.
+ *
+ * What must match, and how closely:
+ * - Q8_0 integer block dots: exactly (checked against an integer dot computed
+ *   here, one block at a time, and over whole rows whose sums stay exact).
+ * - Q8_0 activation quantizer: bit for bit with deepc_quantize_row.
+ * - Everything else in fp32: within a bound from summation order alone (the
+ *   SIMD kernels add the same products in a different order, with FMA). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "quant.h"
+#include "../arch/cpu.h"
+
+/* ---- backends under test ------------------------------------------------ */
+
+typedef struct {
+    const char *name;        /* DEEPC_ISA name */
+    bool (*cpu_has)(void);   /* the feature check the selector uses */
+    unsigned checks;         /* parity checks passed */
+    double worst;            /* largest |simd - scalar| / tolerance seen */
+    bool noted;              /* "skipped" note printed */
+} isa_case;
+
+static isa_case isas[] = {
+    { "avx512vnni", deepc_cpu_has_avx512vnni, 0, 0.0, false },
+    { "avx512",     deepc_cpu_has_avx512,     0, 0.0, false },
+    { "avx2",       deepc_cpu_has_avx2,       0, 0.0, false },
+};
+#define N_ISAS (sizeof isas / sizeof isas[0])
+
+/* The table under test, or skip() with a one-time note when this CPU (or this
+ * build: x86 files are compiled only on x86 hosts) does not have it. */
+static const deepc_kernels *table_or_skip(isa_case *c) {
+    const deepc_kernels *k = deepc_kernels_select(c->name);
+    if (!k) {
+        if (!c->noted) printf("note: %s not supported on this CPU (%s): its parity tests are skipped\n", c->name, deepc_cpu_describe());
+        c->noted = true;
+        skip();
+    }
+    assert_string_equal(k->name, c->name);
+    return k;
+}
+
+static void note_error(isa_case *c, double diff, double tol) {
+    if (tol > 0.0 && diff / tol > c->worst) c->worst = diff / tol;
+}
+
+/* ---- deterministic data ------------------------------------------------- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rng_next(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+static int rng_int(int lo, int hi) { /* [lo, hi] */
+    return lo + (int)(rng_next() % (uint64_t)(hi - lo + 1));
+}
+static float rng_unit(void) { /* [1, 2) */
+    return 1.0f + (float)((double)(rng_next() >> 40) * 0x1p-24);
+}
+
+/* Value classes. Exponent ranges are chosen per operand so products and sums
+ * of up to 4096 terms stay finite; a fp16 weight is limited to what fp16 can
+ * hold (up to 2^15, down to its subnormals at 2^-24). */
+typedef enum {
+    DATA_UNIT,    /* |v| in [1, 2) */
+    DATA_LARGE,   /* |w|, |x| ~ 2^56 (fp16 w ~ 2^15): products near 2^112 */
+    DATA_SMALL,   /* ~ 2^-60 (fp16 w ~ 2^-20, subnormal): products near 2^-120 */
+    DATA_TINY,    /* products ~ 2^-140: fp32 subnormals */
+    DATA_MIXED,   /* every element its own exponent in [-40, 40] */
+    DATA_CANCEL,  /* unit pairs (w, x), (w, -x): the exact dot is 0 */
+    DATA_KINDS
+} data_kind;
+static const char *const kind_names[DATA_KINDS] = { "unit", "large", "small", "tiny", "mixed", "cancel" };
+
+/* One element: 1/16 +0, 1/16 -0, otherwise sign * [1,2) * 2^e. */
+static float gen_value(data_kind kind, bool is_weight, bool fp16_weight) {
+    uint64_t r = rng_next() >> 60;
+    if (r == 0) return 0.0f;
+    if (r == 1) return -0.0f;
+    int e;
+    switch (kind) {
+    case DATA_LARGE: e = is_weight && fp16_weight ? 14 : 56; break;
+    case DATA_SMALL: e = is_weight && fp16_weight ? -20 : -60; break;
+    case DATA_TINY:  e = is_weight ? (fp16_weight ? -22 : -70) : (fp16_weight ? -120 : -70); break;
+    case DATA_MIXED: e = is_weight && fp16_weight ? rng_int(-24, 14) : rng_int(-40, 40); break;
+    default:         e = 0; break;
+    }
+    float v = ldexpf(rng_unit(), e);
+    return (rng_next() & 1) ? -v : v;
+}
+
+/* ---- float weight types ------------------------------------------------- */
+
+#define MAX_N 4096
+static const size_t float_lens[] = { 1, 7, 31, 32, 33, 63, 64, 255, 257, 1000, 4096 };
+
+/* Both kernels compute fl(sum of n products) and differ only in the order of
+ * the additions (and FMA's unrounded products). Each of the n roundings is at
+ * most u = 2^-24 times a partial sum, itself at most S = sum|w*x|; the
+ * roundings of a long sum behave like independent errors and grow like
+ * sqrt(n) (the n*u*S worst case needs them all to line up). Allowing 4 ulps
+ * of that per kernel gives |simd - scalar| <= 8*sqrt(n)*u*S. Products that
+ * fall into fp32 subnormals are rounded to an absolute 2^-149 by the scalar
+ * kernel and not by FMA: n*2^-149 more. */
+static double float_tolerance(size_t n, double abs_sum) {
+    return 8.0 * sqrt((double)n) * 0x1p-24 * abs_sum + (double)n * 0x1p-149;
+}
+
+/* Fills w (converted to type t, stored at a misaligned address inside wbuf)
+ * and x (float, misaligned) with n values of one kind; returns S = sum|w*x|
+ * over the converted weights, in double. */
+static double fill_float_case(deepc_type t, data_kind kind, size_t n, unsigned char *wbuf, float *x) {
+    static float wf[MAX_N], wback[MAX_N];
+    bool f16 = t == DEEPC_TYPE_F16;
+    for (size_t i = 0; i < n; i++) {
+        if (kind == DATA_CANCEL && i % 2 == 1) {
+            wf[i] = wf[i - 1];
+            x[i] = -x[i - 1];
+            continue;
+        }
+        wf[i] = gen_value(kind, true, f16);
+        x[i] = gen_value(kind, false, f16);
+        if (kind == DATA_CANCEL) {
+            wf[i] = gen_value(DATA_UNIT, true, f16);
+            x[i] = gen_value(DATA_UNIT, false, f16);
+        }
+    }
+    deepc_quantize_row(t, wf, wbuf, n);
+    deepc_dequantize_row(t, wbuf, wback, n);
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += fabs((double)wback[i] * (double)x[i]);
+    return s;
+}
+
+static void check_float_type(isa_case *c, deepc_type t) {
+    const deepc_kernels *k = table_or_skip(c);
+    const deepc_kernels *ref = deepc_kernels_scalar();
+    /* No SIMD load is aligned to its width: f32 rows at +4 bytes (a float
+     * row must be float-aligned), 16-bit rows at an odd address (those
+     * kernels accept any alignment), x at +4 bytes. */
+    static _Alignas(64) unsigned char wmem[MAX_N * 4 + 64];
+    static _Alignas(64) float xmem[MAX_N + 16];
+    unsigned char *w = wmem + (t == DEEPC_TYPE_F32 ? 4 : 1);
+    float *x = xmem + 1;
+    for (size_t li = 0; li < sizeof float_lens / sizeof float_lens[0]; li++) {
+        size_t n = float_lens[li];
+        for (int kind = 0; kind < DATA_KINDS; kind++) {
+            double s = fill_float_case(t, (data_kind)kind, n, w, x);
+            float want = ref->vec_dot[t](n, w, x);
+            float got = k->vec_dot[t](n, w, x);
+            double tol = float_tolerance(n, s);
+            if (!(fabs((double)got - (double)want) <= tol))
+                fail_msg("%s %s n=%zu %s data: got %.9g, scalar %.9g, |diff| %g > tol %g", c->name,
+                         deepc_type_info((int)t)->name, n, kind_names[kind], got, want,
+                         fabs((double)got - (double)want), tol);
+            note_error(c, fabs((double)got - (double)want), tol);
+            c->checks++;
+        }
+    }
+}
+
+static void test_f32_vec_dot_matches_scalar(void **state) {
+    check_float_type(*state, DEEPC_TYPE_F32);
+}
+
+static void test_f16_vec_dot_matches_scalar(void **state) {
+    check_float_type(*state, DEEPC_TYPE_F16);
+}
+
+static void test_bf16_vec_dot_matches_scalar(void **state) {
+    check_float_type(*state, DEEPC_TYPE_BF16);
+}
+
+/* ---- Q8_0 --------------------------------------------------------------- */
+
+#define MAX_NB (11008 / DEEPC_QK8_0)
+static const size_t q8_lens[] = { 32, 64, 96, 256, 4096, 11008 };
+static deepc_block_q8_0 wq[MAX_NB], xq[MAX_NB];
+
+static int32_t int_block_dot(const deepc_block_q8_0 *a, const deepc_block_q8_0 *b) {
+    int32_t s = 0;
+    for (int j = 0; j < DEEPC_QK8_0; j++) s += (int32_t)a->qs[j] * (int32_t)b->qs[j];
+    return s;
+}
+
+/* Raw blocks: weights may hold any int8 (-128 included: a file can), the
+ * activation only [-127, 127], the range the quantizer produces and the SIMD
+ * sign trick relies on. `lim` bounds both. */
+static void fill_raw_blocks(size_t nb, int lim) {
+    int wlo = lim >= 127 ? -128 : -lim;
+    for (size_t b = 0; b < nb; b++)
+        for (int j = 0; j < DEEPC_QK8_0; j++) {
+            wq[b].qs[j] = (int8_t)rng_int(wlo, lim);
+            xq[b].qs[j] = (int8_t)rng_int(-lim, lim);
+        }
+}
+
+/* Every block's integer dot, one block at a time, in place: d_w = 1 for all
+ * blocks and d_x = 1 for block i only (0 elsewhere), so each kernel must
+ * return exactly that block's integer dot (|dot| <= 32*128*127 < 2^24 is an
+ * exact float, and the other blocks contribute exact zeros). Every position,
+ * and so every code path of the unrolled loop, is checked. */
+static void test_q8_0_block_integer_dots_are_exact(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    const deepc_kernels *ref = deepc_kernels_scalar();
+    const uint16_t one = 0x3c00, zero = 0x0000;
+    for (size_t li = 0; li < sizeof q8_lens / sizeof q8_lens[0]; li++) {
+        size_t n = q8_lens[li], nb = n / DEEPC_QK8_0;
+        fill_raw_blocks(nb, 127);
+        for (size_t b = 0; b < nb; b++) {
+            wq[b].d = one;
+            xq[b].d = zero;
+        }
+        /* the extremes, once per row: -128 * -127 and 127 * 127 everywhere */
+        memset(wq[0].qs, 0x80, DEEPC_QK8_0);
+        memset(xq[0].qs, 0x81, DEEPC_QK8_0);
+        size_t last = nb > 0 ? nb - 1 : 0; /* (nb >= 1; spelled so compilers see it) */
+        memset(wq[last].qs, 127, DEEPC_QK8_0);
+        memset(xq[last].qs, 127, DEEPC_QK8_0);
+        for (size_t i = 0; i < nb; i++) {
+            xq[i].d = one;
+            float want = (float)int_block_dot(&wq[i], &xq[i]);
+            float got = k->vec_dot[DEEPC_TYPE_Q8_0](n, wq, xq);
+            float scal = ref->vec_dot[DEEPC_TYPE_Q8_0](n, wq, xq);
+            xq[i].d = zero;
+            if (got != want || scal != want)
+                fail_msg("%s n=%zu block %zu: integer dot %.0f, simd %.9g, scalar %.9g", c->name, n, i, want, got, scal);
+            c->checks++;
+        }
+    }
+}
+
+/* Whole rows with every scale 1 and |q| <= 31: sum|w*x| <= 11008 * 961 <
+ * 2^24, so every partial sum in any order is an exact float and the result
+ * must equal the integer dot exactly. */
+static void test_q8_0_unit_scale_rows_are_exact(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    for (size_t li = 0; li < sizeof q8_lens / sizeof q8_lens[0]; li++) {
+        size_t n = q8_lens[li], nb = n / DEEPC_QK8_0;
+        fill_raw_blocks(nb, 31);
+        int64_t want = 0;
+        for (size_t b = 0; b < nb; b++) {
+            wq[b].d = xq[b].d = 0x3c00;
+            want += int_block_dot(&wq[b], &xq[b]);
+        }
+        float got = k->vec_dot[DEEPC_TYPE_Q8_0](n, wq, xq);
+        if (got != (float)want) fail_msg("%s n=%zu: integer dot %lld, simd %.9g", c->name, n, (long long)want, got);
+        c->checks++;
+    }
+}
+
+/* Q8_0 data sets: weights quantized from floats of several scales, or raw
+ * blocks with random finite fp16 scales (normal and subnormal); activations
+ * always from the reference quantizer, as in the engine. */
+typedef enum { QDATA_UNIT, QDATA_LARGE, QDATA_SMALL, QDATA_MIXED, QDATA_RAW, QDATA_KINDS } qdata_kind;
+static const char *const qkind_names[QDATA_KINDS] = { "unit", "large", "small", "mixed", "raw" };
+
+static void fill_q8_case(qdata_kind kind, size_t n) {
+    static float wf[MAX_NB * DEEPC_QK8_0], xf[MAX_NB * DEEPC_QK8_0];
+    size_t nb = n / DEEPC_QK8_0;
+    for (size_t b = 0; b < nb; b++) {
+        int ew = kind == QDATA_LARGE ? 20 : kind == QDATA_SMALL ? -14 : kind == QDATA_MIXED ? rng_int(-16, 16) : 0;
+        int ex = kind == QDATA_MIXED ? rng_int(-16, 16) : kind == QDATA_LARGE ? 10 : 0;
+        for (int j = 0; j < DEEPC_QK8_0; j++) {
+            wf[b * DEEPC_QK8_0 + j] = ldexpf(gen_value(DATA_UNIT, true, false), ew);
+            xf[b * DEEPC_QK8_0 + j] = ldexpf(gen_value(DATA_UNIT, false, false), ex);
+        }
+    }
+    deepc_quantize_row(DEEPC_TYPE_Q8_0, xf, xq, n);
+    if (kind != QDATA_RAW) {
+        deepc_quantize_row(DEEPC_TYPE_Q8_0, wf, wq, n);
+        return;
+    }
+    for (size_t b = 0; b < nb; b++) {
+        for (int j = 0; j < DEEPC_QK8_0; j++) wq[b].qs[j] = (int8_t)rng_int(-128, 127);
+        wq[b].d = (uint16_t)(rng_next() % 0x7c00u) | (uint16_t)((rng_next() & 1) << 15); /* finite */
+    }
+}
+
+/* Both kernels round each block's scale product d_w*d_x identically and
+ * multiply it by exact integers; they differ only in how those terms are
+ * summed: the scalar one nb rounded products in block order; SIMD per-block
+ * integer totals (or, in the remainder, 8 lane sums per block) through FMA
+ * into accumulators reduced at the end. By the argument of float_tolerance,
+ * with at most 8*nb terms and S = sum over blocks of |d_w*d_x| *
+ * sum|q_w*q_x|: |simd - scalar| <= 8*sqrt(8*nb)*u*S. */
+static void test_q8_0_vec_dot_matches_scalar(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    const deepc_kernels *ref = deepc_kernels_scalar();
+    for (size_t li = 0; li < sizeof q8_lens / sizeof q8_lens[0]; li++) {
+        size_t n = q8_lens[li], nb = n / DEEPC_QK8_0;
+        for (int kind = 0; kind < QDATA_KINDS; kind++) {
+            fill_q8_case((qdata_kind)kind, n);
+            double s = 0.0;
+            for (size_t b = 0; b < nb; b++) {
+                float d = deepc_fp16_to_fp32(wq[b].d) * deepc_fp16_to_fp32(xq[b].d);
+                int32_t abs_dot = 0;
+                for (int j = 0; j < DEEPC_QK8_0; j++) abs_dot += abs((int)wq[b].qs[j] * (int)xq[b].qs[j]);
+                s += fabs((double)d) * abs_dot;
+            }
+            float want = ref->vec_dot[DEEPC_TYPE_Q8_0](n, wq, xq);
+            float got = k->vec_dot[DEEPC_TYPE_Q8_0](n, wq, xq);
+            double tol = 8.0 * sqrt(8.0 * (double)nb) * 0x1p-24 * s;
+            if (!(fabs((double)got - (double)want) <= tol))
+                fail_msg("%s q8_0 n=%zu %s data: got %.9g, scalar %.9g, |diff| %g > tol %g", c->name, n,
+                         qkind_names[kind], got, want, fabs((double)got - (double)want), tol);
+            note_error(c, fabs((double)got - (double)want), tol);
+            c->checks++;
+        }
+    }
+}
+
+/* ---- activation quantizers ---------------------------------------------- */
+
+/* Rows that hit every branch of the reference Q8_0 quantizer: NaN and +-inf
+ * elements, +-0, fp32 subnormals, scales that round to fp16 subnormals or to
+ * zero, scales that overflow fp16 (clamped to 65504, elements clamped to
+ * +-127), and exact ties x/d = k + 1/2 (to even). */
+static void fill_quantize_case(int kind, float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v;
+        switch (kind) {
+        case 0: v = gen_value(DATA_MIXED, false, false); break;
+        case 1: v = gen_value(DATA_UNIT, false, false); break;
+        case 2: v = ldexpf(gen_value(DATA_UNIT, false, false), rng_int(-150, -100)); break; /* tiny */
+        case 3: v = ldexpf(gen_value(DATA_UNIT, false, false), rng_int(20, 127)); break;   /* huge */
+        case 4: v = (float)rng_int(-254, 254) * 0.5f; break; /* d = 1 when 127 is present: ties */
+        default: {
+            static const float special[] = { NAN, -NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1e-45f, -3e38f };
+            v = (rng_next() & 3) ? gen_value(DATA_MIXED, false, false) : special[rng_next() % 8];
+            break;
+        }
+        }
+        x[i] = v;
+    }
+    if (kind == 4)
+        for (size_t b = 0; b < n / DEEPC_QK8_0; b++) x[b * DEEPC_QK8_0 + rng_int(0, 31)] = 127.0f;
+}
+
+static void test_quantize_act_is_bit_identical(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    static float x[MAX_NB * DEEPC_QK8_0];
+    static unsigned char want[MAX_NB * DEEPC_QK8_0 * sizeof(float)], got[sizeof want];
+    for (int t = 0; t < DEEPC_TYPE_COUNT; t++) {
+        for (size_t li = 0; li < sizeof q8_lens / sizeof q8_lens[0]; li++) {
+            size_t n = q8_lens[li], bytes = deepc_type_row_bytes((deepc_type)t, n);
+            for (int kind = 0; kind < 6; kind++) {
+                fill_quantize_case(kind, x, n);
+                memset(want, 0xaa, bytes);
+                memset(got, 0x55, bytes);
+                deepc_quantize_row((deepc_type)t, x, want, n);
+                k->quantize_act[t](x, got, n);
+                if (memcmp(want, got, bytes) != 0) {
+                    size_t i = 0;
+                    while (want[i] == got[i]) i++;
+                    fail_msg("%s quantize_act[%s] n=%zu case %d: first differing byte %zu (0x%02x, reference 0x%02x)",
+                             c->name, deepc_type_info(t)->name, n, kind, i, got[i], want[i]);
+                }
+                c->checks++;
+            }
+        }
+    }
+}
+
+/* ---- edge behaviour ----------------------------------------------------- */
+
+/* NaN anywhere gives NaN, and an infinite product (with finite others) gives
+ * an infinity of its sign, as in the scalar kernel: summation order cannot
+ * change either. */
+static void test_non_finite_values_propagate(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    const deepc_kernels *ref = deepc_kernels_scalar();
+    static float wf[257], x[257];
+    static unsigned char w[257 * 4];
+    const deepc_type types[] = { DEEPC_TYPE_F32, DEEPC_TYPE_F16, DEEPC_TYPE_BF16 };
+    const size_t n = 257;
+    for (size_t ti = 0; ti < 3; ti++) {
+        deepc_type t = types[ti];
+        for (size_t pos = 0; pos < n; pos += 37) {
+            for (int which = 0; which < 2; which++) {
+                for (size_t i = 0; i < n; i++) {
+                    wf[i] = gen_value(DATA_UNIT, true, false);
+                    x[i] = gen_value(DATA_UNIT, false, false);
+                }
+                wf[pos] = which ? -INFINITY : NAN;
+                x[pos] = 2.0f;
+                deepc_quantize_row(t, wf, w, n);
+                float got = k->vec_dot[t](n, w, x), want = ref->vec_dot[t](n, w, x);
+                if (which) assert_true(isinf(want) && want < 0);
+                else assert_true(isnan(want));
+                if (which ? !(isinf(got) && got < 0) : !isnan(got))
+                    fail_msg("%s %s: %s at %zu gave %g (scalar %g)", c->name, deepc_type_info((int)t)->name,
+                             which ? "-inf" : "NaN", pos, got, want);
+                c->checks++;
+            }
+        }
+    }
+    /* Q8_0: a NaN weight scale poisons the row */
+    fill_q8_case(QDATA_UNIT, 256);
+    wq[5].d = 0x7e00;
+    assert_true(isnan(ref->vec_dot[DEEPC_TYPE_Q8_0](256, wq, xq)));
+    assert_true(isnan(k->vec_dot[DEEPC_TYPE_Q8_0](256, wq, xq)));
+    c->checks++;
+}
+
+static void test_length_zero_gives_zero(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    float dummy[64] = { 1.0f };
+    for (int t = 0; t < DEEPC_TYPE_COUNT; t++) {
+        assert_true(k->vec_dot[t](0, dummy, dummy) == 0.0f);
+        c->checks++;
+    }
+}
+
+/* Same activation types as scalar (core/ converts activations by them) and
+ * no empty slot. */
+static void test_table_is_complete(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    const deepc_kernels *ref = deepc_kernels_scalar();
+    for (int t = 0; t < DEEPC_TYPE_COUNT; t++) {
+        assert_non_null(k->vec_dot[t]);
+        assert_non_null(k->quantize_act[t]);
+        assert_non_null(ref->quantize_act[t]);
+        assert_int_equal(k->act_type[t], ref->act_type[t]);
+    }
+}
+
+/* ---- selection ---------------------------------------------------------- */
+
+/* The environment is the user's; tests that change DEEPC_ISA put it back. */
+static char *saved_isa;
+static void save_env(void) {
+    const char *v = getenv("DEEPC_ISA");
+    saved_isa = v ? strdup(v) : NULL;
+}
+static void restore_env(void) {
+    if (saved_isa) setenv("DEEPC_ISA", saved_isa, 1);
+    else unsetenv("DEEPC_ISA");
+    free(saved_isa);
+    saved_isa = NULL;
+}
+
+static void test_scalar_is_selected_by_name_and_by_environment(void **state) {
+    (void)state;
+    save_env();
+    assert_ptr_equal(deepc_kernels_select("scalar"), deepc_kernels_scalar());
+    setenv("DEEPC_ISA", "scalar", 1);
+    assert_ptr_equal(deepc_kernels_select(NULL), deepc_kernels_scalar());
+    restore_env();
+}
+
+static void test_unknown_names_select_nothing(void **state) {
+    (void)state;
+    save_env();
+    assert_null(deepc_kernels_select("avx9000"));
+    assert_null(deepc_kernels_select("AVX2")); /* names are exact */
+    setenv("DEEPC_ISA", "sse9", 1);
+    assert_null(deepc_kernels_select(NULL));
+    restore_env();
+}
+
+/* Each SIMD name selects its table exactly when the CPU check says so, and
+ * the default is the first supported one in the order best-first. */
+static void test_selection_follows_cpu_features(void **state) {
+    (void)state;
+    save_env();
+    unsetenv("DEEPC_ISA");
+    const deepc_kernels *best = NULL;
+    for (size_t i = 0; i < N_ISAS; i++) {
+        const deepc_kernels *k = deepc_kernels_select(isas[i].name);
+#if defined(__x86_64__) || defined(__i386__)
+        assert_int_equal(k != NULL, isas[i].cpu_has());
+#else
+        assert_null(k);
+        assert_false(isas[i].cpu_has());
+#endif
+        if (k && !best) best = k;
+    }
+    if (!best) best = deepc_kernels_scalar();
+    assert_ptr_equal(deepc_kernels_select(NULL), best);
+    assert_ptr_equal(deepc_kernels_select(""), best);
+    /* VNNI implies the rest of the AVX-512 set we need, which implies AVX2 */
+    if (deepc_cpu_has_avx512vnni()) assert_true(deepc_cpu_has_avx512());
+    if (deepc_cpu_has_avx512()) assert_true(deepc_cpu_has_avx2());
+    printf("cpu: %s; default backend: %s\n", deepc_cpu_describe(), best->name);
+    restore_env();
+}
+
+/* ---- runner ------------------------------------------------------------- */
+
+/* Every per-backend test once per backend, named "<isa>: <test>". */
+#define KT(i, isa, fn) { isa ": " #fn, fn, NULL, NULL, &isas[i] }
+#define PER_ISA(i, isa)                                                                \
+    KT(i, isa, test_table_is_complete), KT(i, isa, test_f32_vec_dot_matches_scalar),   \
+    KT(i, isa, test_f16_vec_dot_matches_scalar), KT(i, isa, test_bf16_vec_dot_matches_scalar), \
+    KT(i, isa, test_q8_0_block_integer_dots_are_exact), KT(i, isa, test_q8_0_unit_scale_rows_are_exact), \
+    KT(i, isa, test_q8_0_vec_dot_matches_scalar), KT(i, isa, test_quantize_act_is_bit_identical), \
+    KT(i, isa, test_non_finite_values_propagate), KT(i, isa, test_length_zero_gives_zero)
+
+int main(void) {
+    _Static_assert(N_ISAS == 3, "add the new backend's PER_ISA line below");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_scalar_is_selected_by_name_and_by_environment),
+        cmocka_unit_test(test_unknown_names_select_nothing),
+        cmocka_unit_test(test_selection_follows_cpu_features),
+        PER_ISA(0, "avx512vnni"),
+        PER_ISA(1, "avx512"),
+        PER_ISA(2, "avx2"),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    for (size_t i = 0; i < N_ISAS; i++) {
+        if (isas[i].noted) printf("%s: skipped (not supported here)\n", isas[i].name);
+        else printf("%s: %u kernel parity checks passed (largest float difference: %.2g of its tolerance)\n",
+                    isas[i].name, isas[i].checks, isas[i].worst);
+    }
+    return failed;
+}
