@@ -42,6 +42,10 @@ ifneq ($(CROSS_ARCH),)
 ARCH_SRC := $(wildcard arch/scalar*.c arch/$(CROSS_ARCH)_*.c arch/cpu_*.c)
 endif
 
+# arch/x86_avx512*.c get the AVX-512 flags, arch/x86_avx2*.c the AVX2 ones,
+# so a backend may span several files
+arch_flags = $(if $(filter x86_avx512%,$(1)),$(ARCH_FLAGS_x86_avx512),$(if $(filter x86_avx2%,$(1)),$(ARCH_FLAGS_x86_avx2),$(ARCH_FLAGS_$(basename $(1)))))
+
 LIB_SRC     := $(wildcard core/*.c convert/*.c) $(ARCH_SRC)
 APP_SRC     := $(wildcard apps/*.c)
 SUPPORT_SRC := $(wildcard test/support/*.c)
@@ -65,7 +69,7 @@ endif
 
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
-.PHONY: all lib cli tools tests test demo bench install clean check-cmocka
+.PHONY: all lib cli tools tests test demo bench bench-tokenizer install clean check-cmocka cross-neon-test
 all: lib cli tools
 
 lib: $(BUILD)/libdeepc.a $(BUILD)/$(SHLIB)
@@ -75,7 +79,7 @@ tests: $(TEST_BIN)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(ARCH_FLAGS_$(basename $(notdir $<))) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(call arch_flags,$(notdir $<)) -c $< -o $@
 
 $(BUILD)/libdeepc.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -112,6 +116,40 @@ test: all tests
 demo: all
 	@sh test/demo.sh $(BUILD)
 
+# Benchmarks, never part of `make test`: synthetic checkpoints with real
+# shapes are generated outside the repo (DEEPC_BENCH_DIR, default
+# ~/.cache/deepc-bench), converted, and measured with `deepc bench`.
+bench: all
+	@sh test/bench.sh $(BUILD)
+
+# Tokenizer encoding throughput on the vendored real tokenizers.
+bench-tokenizer: $(BUILD)/tools/tokbench
+	$(BUILD)/tools/tokbench test/data/tokenizers/deepseek-v3 test/data/tokenizers/qwen3 test/data/tokenizers/llama-3.1
+
+# NEON backend, cross-compiled and run under qemu-user (no aarch64 machine
+# needed; CI runs this). The library is built for aarch64 with $(CROSS_CC)
+# into $(CROSS_BUILD)/ (CROSS_ARCH=neon: scalar + arch/neon_*.c), with the
+# plain-C parity test test/neon_parity.c (no aarch64 CMocka needed), which
+# then runs once per qemu CPU model: "model:1" if it has SDOT (dotprod),
+# "model:0" if not, so both Q8_0 paths run. The native build is not touched.
+CROSS_CC       ?= aarch64-linux-gnu-gcc
+CROSS_BUILD    ?= build-aarch64
+QEMU_AARCH64   ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
+NEON_QEMU_CPUS ?= cortex-a53:0 cortex-a76:1 max:1
+
+cross-neon-test:
+	$(MAKE) CC="$(CROSS_CC)" CROSS_ARCH=neon BUILD=$(CROSS_BUILD) SAN= $(CROSS_BUILD)/test/neon_parity
+	@for m in $(NEON_QEMU_CPUS); do \
+	    cpu=$${m%%:*}; dot=$${m##*:}; \
+	    echo "== neon parity: qemu-aarch64 -cpu $$cpu (dotprod expected: $$dot) =="; \
+	    $(QEMU_AARCH64) -cpu $$cpu $(CROSS_BUILD)/test/neon_parity --expect-dotprod=$$dot || exit 1; \
+	done
+
+# Plain C, no CMocka: its own rule instead of the test pattern rule.
+$(BUILD)/test/neon_parity: $(BUILD)/obj/test/neon_parity.o $(BUILD)/libdeepc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDSAN) -pthread -o $@ $< $(BUILD)/libdeepc.a $(LDLIBS)
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 core/deepc.h $(DESTDIR)$(PREFIX)/include/deepc.h
@@ -122,6 +160,6 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' deepc.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/deepc.pc
 
 clean:
-	rm -rf build build-san build-clang
+	rm -rf build build-san build-clang build-aarch64 build-aarch64-clang
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "deepc.h"
 
@@ -20,6 +21,13 @@ bool cli_parse_int(const char *s, long long lo, long long hi, long long *out);
 bool cli_parse_float(const char *s, double lo, double hi, double *out);
 /* "1,2,3" -> ids (heap array owned by caller); false with a message on error. */
 bool cli_parse_ids(const char *s, int32_t **ids, int *n, char *msg, size_t msg_cap);
+/* A byte size: "123", "4096K", "800M", "12G", "1T" (binary units, an
+ * optional trailing "B" or "iB", decimals allowed: "1.5G"), or "N%" of
+ * `total` (only when total > 0). */
+bool cli_parse_size(const char *s, uint64_t total, uint64_t *out);
+/* One line of expert store figures (hit rate, bytes read per token, stall
+ * time, prefetch accuracy) for MoE sessions; nothing for dense models. */
+void cli_print_expert_stats(FILE *f, const deepc_session *s, const char *prefix, const char *suffix);
 /* Returns the value after flag argv[*i] (advancing *i) or NULL if missing. */
 const char *cli_value(int argc, char **argv, int *i);
 
@@ -30,5 +38,8 @@ int cmd_run(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 
 #endif

@@ -22,10 +22,21 @@ int cmd_convert(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: deepc convert <hf_dir> <out.dqf> [--type f32|f16|bf16|q8_0] [--chat-template NAME] [--no-tokenizer]\n"
+            printf("usage: deepc convert <hf_dir> <out.dqf> [--type TYPE|RECIPE] [--chat-template NAME] [--no-tokenizer]\n"
                    "  Converts a Hugging Face checkpoint directory (config.json, *.safetensors,\n"
-                   "  tokenizer.json) into one .dqf file. Default type: q8_0. Chat template names:\n"
+                   "  tokenizer.json) into one .dqf file. Chat template names:\n"
                    "  deepseek-r1, deepseek-v3, deepseek-v2, chatml, llama3 (default: detected).\n"
+                   "  --type: one type for every matrix (vectors and the MoE router stay f32):\n"
+                   "    f32, f16, bf16, q8_0 (default, 8.5 bits/weight), q4_k (4.5), q3_k (3.44),\n"
+                   "    q2_k (2.63), fp8 (E4M3 + a scale per 128, 8.25; an FP8 checkpoint is\n"
+                   "    copied losslessly);\n"
+                   "  or a recipe:\n"
+                   "    q4          routed experts q4_k; embedding and output head q8_0;\n"
+                   "                attention, dense MLP and shared experts q8_0 when each is\n"
+                   "                under 10%% of the weights (MoE models), else q4_k\n"
+                   "    q2-experts  as q4 with routed experts q2_k (down_proj q3_k)\n"
+                   "  Rows that are not whole blocks of the type (256 for q*_k, 128 for fp8) fall\n"
+                   "  back to q8_0, or f16 when not a multiple of 32.\n"
                    "  --no-tokenizer keeps the weights only (for tokenizers deepc cannot reproduce).\n"
                    "  Architectures: Qwen2ForCausalLM, LlamaForCausalLM, DeepseekV2ForCausalLM,\n"
                    "  DeepseekV3ForCausalLM (BF16/F16/F32, and FP8 E4M3 with 128x128 block scales).\n");
@@ -61,6 +72,27 @@ static void human(char *o, size_t cap, double b) {
     snprintf(o, cap, i ? "%.2f %s" : "%.0f %s", b, u[i]);
 }
 
+/* Tensor classes for the bits/weight summary, by .dqf tensor name (the
+ * converter's recipes choose types by the same classes). */
+enum { CLS_EMBED, CLS_ATTN, CLS_DENSE, CLS_SHARED, CLS_EXPERT, CLS_OUTPUT, CLS_VECTOR, CLS_MTP, CLS_OTHER, CLS_N };
+static const char *const class_names[CLS_N] = {
+    "embedding", "attention", "dense MLP", "shared experts", "routed experts", "output head",
+    "norms, router", "MTP (optional)", "other",
+};
+
+static int tensor_class(const char *name, int ndim, int n_layers) {
+    int layer;
+    if (sscanf(name, "model.layers.%d.", &layer) == 1 && layer >= n_layers) return CLS_MTP;
+    if (ndim == 1 || strstr(name, ".mlp.gate.weight")) return CLS_VECTOR;
+    if (!strcmp(name, "model.embed_tokens.weight")) return CLS_EMBED;
+    if (!strcmp(name, "lm_head.weight")) return CLS_OUTPUT;
+    if (strstr(name, ".mlp.experts.")) return CLS_EXPERT;
+    if (strstr(name, ".mlp.shared_experts.")) return CLS_SHARED;
+    if (strstr(name, ".self_attn.")) return CLS_ATTN;
+    if (strstr(name, ".mlp.")) return CLS_DENSE;
+    return CLS_OTHER;
+}
+
 int cmd_info(int argc, char **argv) {
     const char *path = NULL;
     long long ctx = 4096;
@@ -93,7 +125,7 @@ int cmd_info(int argc, char **argv) {
     char b1[32], b2[32];
     printf("file:            %s\n", path);
     printf("source:          %s\n", mi.name);
-    printf("converter:       %.*s, requested type %.*s\n", (int)cl, cv ? cv : "?", (int)ql, q ? q : "?");
+    printf("converter:       %.*s, quantization %.*s\n", (int)cl, cv ? cv : "?", (int)ql, q ? q : "?");
     printf("architecture:    %s\n", mi.arch);
     printf("layers:          %d\n", mi.n_layers);
     printf("hidden size:     %d\n", mi.n_embd);
@@ -121,6 +153,7 @@ int cmd_info(int argc, char **argv) {
     const char *types[16];
     uint64_t tb[16] = {0}, tn[16] = {0}, te[16] = {0};
     int nt = 0;
+    uint64_t cb[CLS_N] = {0}, cn[CLS_N] = {0}, ce[CLS_N] = {0};
     size_t n = deepc_model_n_tensors(m);
     for (size_t i = 0; i < n; i++) {
         deepc_tensor_info ti;
@@ -129,11 +162,20 @@ int cmd_info(int argc, char **argv) {
         while (k < nt && strcmp(types[k], ti.type)) k++;
         if (k == nt && nt < 16) types[nt++] = ti.type;
         if (k < 16) { tb[k] += ti.bytes; tn[k]++; te[k] += ti.n_elems; }
+        int c = tensor_class(ti.name, ti.ndim, mi.n_layers);
+        cb[c] += ti.bytes; cn[c]++; ce[c] += ti.n_elems;
     }
     printf("tensors:         %zu\n", n);
     for (int k = 0; k < nt; k++) {
         human(b1, sizeof b1, (double)tb[k]);
-        printf("  %-6s %5llu tensors  %12s  %.2f bits/weight\n", types[k], (unsigned long long)tn[k], b1, te[k] ? 8.0 * tb[k] / te[k] : 0.0);
+        printf("  %-8s %5llu tensors  %12s  %.2f bits/weight\n", types[k], (unsigned long long)tn[k], b1, te[k] ? 8.0 * tb[k] / te[k] : 0.0);
+    }
+    printf("by class:\n");
+    for (int c = 0; c < CLS_N; c++) {
+        if (!cn[c]) continue;
+        human(b1, sizeof b1, (double)cb[c]);
+        printf("  %-15s %5llu tensors  %12s  %.2f bits/weight\n", class_names[c], (unsigned long long)cn[c], b1,
+               ce[c] ? 8.0 * cb[c] / ce[c] : 0.0);
     }
     if (ctx > mi.n_ctx_train) ctx = mi.n_ctx_train;
     human(b1, sizeof b1, (double)mi.weight_bytes);

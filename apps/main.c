@@ -78,6 +78,50 @@ bool cli_parse_ids(const char *s, int32_t **ids, int *n, char *msg, size_t cap) 
     return true;
 }
 
+bool cli_parse_size(const char *s, uint64_t total, uint64_t *out) {
+    if (!s || !*s || *s == '-' || *s == '+') return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !isfinite(v) || v < 0) return false;
+    double mul = 1;
+    if (*end == '%') {
+        if (total == 0 || end[1] || v > 100) return false;
+        *out = (uint64_t)(v / 100.0 * (double)total);
+        return true;
+    }
+    switch (*end) {
+    case 'k': case 'K': mul = 1024.0; end++; break;
+    case 'm': case 'M': mul = 1024.0 * 1024; end++; break;
+    case 'g': case 'G': mul = 1024.0 * 1024 * 1024; end++; break;
+    case 't': case 'T': mul = 1024.0 * 1024 * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (mul > 1 && *end == 'i') end++;
+    if (*end == 'b' || *end == 'B') end++;
+    if (*end || v * mul >= 18446744073709551615.0) return false;
+    *out = (uint64_t)(v * mul);
+    return true;
+}
+
+void cli_print_expert_stats(FILE *f, const deepc_session *s, const char *prefix, const char *suffix) {
+    deepc_expert_stats st = { .struct_size = sizeof st };
+    if (deepc_session_expert_stats(s, &st) || !st.expert_bytes) return;
+    double mb = 1024.0 * 1024.0;
+    if (!st.streaming) {
+        fprintf(f, "%sexperts: all %.1f MiB resident (mapped), %llu lookups%s\n", prefix, (double)st.expert_bytes / mb,
+                (unsigned long long)st.lookups, suffix);
+        return;
+    }
+    fprintf(f, "%sexperts: cache %.1f of %.1f MiB (%d slots, %d pinned, %s I/O) | hit rate %.1f%% | %.1f MiB read per token | "
+               "%.2f s stalled on I/O | prefetch %llu issued, %.0f%% used%s\n",
+            prefix, (double)st.cache_bytes / mb, (double)st.expert_bytes / mb, st.n_slots, st.n_pinned,
+            st.direct_io ? "direct" : "buffered", st.lookups ? 100.0 * (double)st.hits / (double)st.lookups : 100.0,
+            st.tokens ? (double)st.bytes_read / mb / (double)st.tokens : 0.0, st.stall_s,
+            (unsigned long long)st.prefetch_issued,
+            st.prefetch_issued ? 100.0 * (double)st.prefetch_used / (double)st.prefetch_issued : 0.0, suffix);
+}
+
 const char *cli_value(int argc, char **argv, int *i) {
     if (*i + 1 >= argc) return NULL;
     return argv[++*i];
@@ -95,8 +139,11 @@ static void usage(FILE *f) {
         "  verify <model.dqf>                                    check every tensor checksum\n"
         "  run -m <model.dqf> (--ids 1,2,3 | -p TEXT) [-n N]     generate from a prompt\n"
         "  chat -m <model.dqf>                                   interactive multi-turn chat\n"
+        "  profile -m <model.dqf> -p <prompts.txt> [-o FILE]     expert routing counts for --pin-profile\n"
         "  tokenize -m <model.dqf> [--jsonl] [--bos] [--plain]   text on stdin -> token ids\n"
         "  detokenize -m <model.dqf>                             ids on stdin -> text\n"
+        "  bench -m <model.dqf> [-p 512] [-n 128] [--membw]     prompt/generation speed, bandwidth\n"
+        "  perplexity -m <model.dqf> -f text.txt [--kl-base F]   perplexity, KL divergence vs a base\n"
         "\n"
         "run 'deepc <command> --help' for the options of a command.\n", deepc_version_string());
 }
@@ -111,8 +158,11 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "verify")) return cmd_verify(argc - 1, argv + 1);
     if (!strcmp(c, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(c, "chat")) return cmd_chat(argc - 1, argv + 1);
+    if (!strcmp(c, "profile")) return cmd_profile(argc - 1, argv + 1);
     if (!strcmp(c, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(c, "detokenize")) return cmd_detokenize(argc - 1, argv + 1);
+    if (!strcmp(c, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(c, "perplexity")) return cmd_perplexity(argc - 1, argv + 1);
     fprintf(stderr, "deepc: unknown command '%s'\n\n", c);
     usage(stderr);
     return CLI_USAGE;

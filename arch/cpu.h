@@ -26,12 +26,28 @@ bool deepc_cpu_has_avx512vnni(void);
  * for diagnostics (tests, benchmarks). Thread-local storage, valid until the next call on this thread; never NULL. */
 const char *deepc_cpu_describe(void);
 
+/* AArch64 (arch/cpu_arm.c; hwcaps on Linux, sysctl on macOS):
+ *   neon          Advanced SIMD, present on every AArch64 CPU (arch/neon_kernels.c "neon")
+ *   neon_dotprod  the above + SDOT (FEAT_DotProd)               ("neon-dotprod")
+ *   i8mm          SMMLA (FEAT_I8MM); detected, not used by any kernel yet
+ * All false on non-AArch64 builds. deepc_cpu_describe() above is the x86
+ * one; deepc_cpu_describe_arm() names these ("neon dotprod i8mm", or "none"),
+ * same storage rules. */
+bool deepc_cpu_has_neon(void);
+bool deepc_cpu_has_neon_dotprod(void);
+bool deepc_cpu_has_i8mm(void);
+const char *deepc_cpu_describe_arm(void);
+
 /* ---- backend tables ----------------------------------------------------- */
 
 #if defined(__x86_64__) || defined(__i386__)
 const deepc_kernels *deepc_kernels_avx2(void);       /* arch/x86_avx2.c */
 const deepc_kernels *deepc_kernels_avx512(void);     /* arch/x86_avx512.c */
 const deepc_kernels *deepc_kernels_avx512vnni(void); /* arch/x86_avx512.c */
+#endif
+#if defined(__aarch64__)
+const deepc_kernels *deepc_kernels_neon(void);         /* arch/neon_kernels.c */
+const deepc_kernels *deepc_kernels_neon_dotprod(void); /* arch/neon_kernels.c */
 #endif
 
 /* Scalar activation converters of arch/scalar.c, exported so SIMD tables can

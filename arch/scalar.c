@@ -7,11 +7,14 @@
 #include "kernels.h"
 #include "cpu.h"
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 _Static_assert(sizeof(deepc_block_q8_0) == 2 + DEEPC_QK8_0, "q8_0 block layout");
+_Static_assert(sizeof(deepc_block_q8_k) == 4 + DEEPC_QK_K + 2 * DEEPC_QK_K / 16, "q8_k block layout");
+_Static_assert(sizeof(deepc_block_fp8_b128) == 4 + DEEPC_QK_FP8, "fp8_b128 block layout");
 
 /* ---- vec_dot kernels ---------------------------------------------------- */
 
@@ -61,6 +64,126 @@ static float vec_dot_q8_0(size_t n, const void *w, const void *x) {
     return sum;
 }
 
+/* ---- k-quant weights x Q8_K activations -------------------------------- */
+
+/* Each super-block's integer sums are exact in int32 (bounds below); the
+ * float part is one expression per super-block, summed in block order.
+ * n must be a multiple of 256.
+ *
+ * Q4_K: isum = sum_j sc_j * dot(q_j, x_j) over the eight 32-element
+ * sub-blocks (|isum| <= 8 * 63 * 32 * 15 * 128 < 2^25), msum = sum_j mn_j *
+ * (bsum_2j + bsum_2j+1) (|msum| <= 8 * 63 * 32 * 127); the value is
+ * d_x * (d * isum - dmin * msum). */
+static float vec_dot_q4_k(size_t n, const void *w, const void *x) {
+    const deepc_block_q4_k *a = w;
+    const deepc_block_q8_k *b = x;
+    float sum = 0.0f;
+    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
+        uint8_t sc[8], mn[8];
+        deepc_q4_k_unpack_scales(a[ib].scales, sc, mn);
+        int32_t isum = 0, msum = 0;
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *qs = a[ib].qs + 32 * (j / 2);
+            const int8_t *q8 = b[ib].qs + 32 * j;
+            int32_t dot = 0;
+            for (int l = 0; l < 32; l++) dot += ((j & 1) ? qs[l] >> 4 : qs[l] & 15) * (int32_t)q8[l];
+            isum += sc[j] * dot;
+            msum += mn[j] * (b[ib].bsums[2 * j] + b[ib].bsums[2 * j + 1]);
+        }
+        sum += b[ib].d * (deepc_fp16_to_fp32(a[ib].d) * (float)isum - deepc_fp16_to_fp32(a[ib].dmin) * (float)msum);
+    }
+    return sum;
+}
+
+/* Q3_K: q - 4 with q in [0, 7], so dot(q - 4, x) = dot(q, x) - 4 * bsum:
+ * isum = sum_j sc_j * (dot(q_j, x_j) - 4 * bsum_j) over the sixteen
+ * 16-element sub-blocks, |isum| <= 16 * 32 * 16 * 4 * 128 < 2^21; the value
+ * is (d * d_x) * isum. */
+static float vec_dot_q3_k(size_t n, const void *w, const void *x) {
+    const deepc_block_q3_k *a = w;
+    const deepc_block_q8_k *b = x;
+    float sum = 0.0f;
+    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
+        int8_t sc[16];
+        deepc_q3_k_unpack_scales(a[ib].scales, sc);
+        int32_t isum = 0;
+        for (int j = 0; j < 16; j++) {
+            int32_t dot = 0;
+            for (int l = 0; l < 16; l++) {
+                int i = 16 * j + l;
+                int q = ((a[ib].qs[32 * (i / 128) + i % 32] >> (2 * ((i / 32) % 4))) & 3) |
+                        (((a[ib].hmask[i % 32] >> (i / 32)) & 1) << 2);
+                dot += q * (int32_t)b[ib].qs[i];
+            }
+            isum += sc[j] * (dot - 4 * b[ib].bsums[j]);
+        }
+        sum += (deepc_fp16_to_fp32(a[ib].d) * b[ib].d) * (float)isum;
+    }
+    return sum;
+}
+
+/* Q2_K: isum = sum_j sc_j * dot(q_j, x_j), msum = sum_j mn_j * bsum_j over
+ * the sixteen 16-element sub-blocks (each < 2^20 in magnitude); the value is
+ * d_x * (d * isum - dmin * msum), as for Q4_K. */
+static float vec_dot_q2_k(size_t n, const void *w, const void *x) {
+    const deepc_block_q2_k *a = w;
+    const deepc_block_q8_k *b = x;
+    float sum = 0.0f;
+    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
+        int32_t isum = 0, msum = 0;
+        for (int j = 0; j < 16; j++) {
+            int32_t dot = 0;
+            for (int l = 0; l < 16; l++) {
+                int i = 16 * j + l;
+                dot += ((a[ib].qs[32 * (i / 128) + i % 32] >> (2 * ((i / 32) % 4))) & 3) * (int32_t)b[ib].qs[i];
+            }
+            isum += (a[ib].scales[j] & 15) * dot;
+            msum += (a[ib].scales[j] >> 4) * b[ib].bsums[j];
+        }
+        sum += b[ib].d * (deepc_fp16_to_fp32(a[ib].d) * (float)isum - deepc_fp16_to_fp32(a[ib].dmin) * (float)msum);
+    }
+    return sum;
+}
+
+/* Q8_K weights (a valid, if unusual, file type) x Q8_K activations: exact
+ * integer dot per block (|isum| <= 256 * 128 * 127 < 2^23), times
+ * d_w * d_x. */
+static float vec_dot_q8_k(size_t n, const void *w, const void *x) {
+    const deepc_block_q8_k *a = w, *b = x;
+    float sum = 0.0f;
+    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
+        int32_t isum = 0;
+        for (int i = 0; i < DEEPC_QK_K; i++) isum += (int32_t)a[ib].qs[i] * (int32_t)b[ib].qs[i];
+        sum += (a[ib].d * b[ib].d) * (float)isum;
+    }
+    return sum;
+}
+
+/* FP8_B128 weights x F32 activations: per 128-element block, the decoded
+ * codes times x summed in fp32 in order, then times the block scale. The
+ * decode table is a compile-time constant (E4M3, as core/fp8.h defines it:
+ * exponent 0 is m * 2^-9, else (8 + m) * 2^(e - 10); S.1111.111 is NaN). */
+#define FP8_MAG(c) (((c) & 0x78) == 0 ? (float)((c) & 7) * 0x1p-9f \
+                                       : (float)(8 + ((c) & 7)) * (float)(1u << (((c) >> 3) & 15)) * 0x1p-10f)
+#define FP8_VAL(c) (((c) & 0x7f) == 0x7f ? NAN : ((c) & 0x80) ? -FP8_MAG(c) : FP8_MAG(c))
+#define FP8_4(c) FP8_VAL(c), FP8_VAL((c) + 1), FP8_VAL((c) + 2), FP8_VAL((c) + 3)
+#define FP8_16(c) FP8_4(c), FP8_4((c) + 4), FP8_4((c) + 8), FP8_4((c) + 12)
+#define FP8_64(c) FP8_16(c), FP8_16((c) + 16), FP8_16((c) + 32), FP8_16((c) + 48)
+static const float fp8_lut[256] = { FP8_64(0), FP8_64(64), FP8_64(128), FP8_64(192) };
+
+static float vec_dot_fp8_b128(size_t n, const void *w, const void *x) {
+    const deepc_block_fp8_b128 *a = w;
+    const float *b = x;
+    const float *lut = fp8_lut;
+    float sum = 0.0f;
+    for (size_t ib = 0; ib < n / DEEPC_QK_FP8; ib++, b += DEEPC_QK_FP8) {
+        float s = 0.0f;
+        for (int i = 0; i < DEEPC_QK_FP8; i++) s += lut[a[ib].qs[i]] * b[i];
+        sum += a[ib].d * s;
+    }
+    return sum;
+}
+
 /* ---- activation converters (deepc_quantize_row, one per type) ---------- */
 
 void deepc_scalar_quantize_f32(const float *x, void *y, size_t n) {
@@ -79,6 +202,28 @@ void deepc_scalar_quantize_q8_0(const float *x, void *y, size_t n) {
     deepc_quantize_row(DEEPC_TYPE_Q8_0, x, y, n);
 }
 
+/* The weight types are never activation types; their entries exist so the
+ * table has no hole (core may convert any row through it). */
+static void quantize_q4_k(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_Q4_K, x, y, n);
+}
+
+static void quantize_q3_k(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_Q3_K, x, y, n);
+}
+
+static void quantize_q2_k(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_Q2_K, x, y, n);
+}
+
+static void quantize_fp8_b128(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_FP8_B128, x, y, n);
+}
+
+static void quantize_q8_k(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_Q8_K, x, y, n);
+}
+
 static const deepc_kernels scalar_kernels = {
     .name = "scalar",
     .vec_dot = {
@@ -86,18 +231,33 @@ static const deepc_kernels scalar_kernels = {
         [DEEPC_TYPE_F16]  = vec_dot_f16,
         [DEEPC_TYPE_BF16] = vec_dot_bf16,
         [DEEPC_TYPE_Q8_0] = vec_dot_q8_0,
+        [DEEPC_TYPE_Q4_K] = vec_dot_q4_k,
+        [DEEPC_TYPE_Q3_K] = vec_dot_q3_k,
+        [DEEPC_TYPE_Q2_K] = vec_dot_q2_k,
+        [DEEPC_TYPE_FP8_B128] = vec_dot_fp8_b128,
+        [DEEPC_TYPE_Q8_K] = vec_dot_q8_k,
     },
     .act_type = {
         [DEEPC_TYPE_F32]  = DEEPC_TYPE_F32,
         [DEEPC_TYPE_F16]  = DEEPC_TYPE_F32,
         [DEEPC_TYPE_BF16] = DEEPC_TYPE_F32,
         [DEEPC_TYPE_Q8_0] = DEEPC_TYPE_Q8_0,
+        [DEEPC_TYPE_Q4_K] = DEEPC_TYPE_Q8_K,
+        [DEEPC_TYPE_Q3_K] = DEEPC_TYPE_Q8_K,
+        [DEEPC_TYPE_Q2_K] = DEEPC_TYPE_Q8_K,
+        [DEEPC_TYPE_FP8_B128] = DEEPC_TYPE_F32,
+        [DEEPC_TYPE_Q8_K] = DEEPC_TYPE_Q8_K,
     },
     .quantize_act = {
         [DEEPC_TYPE_F32]  = deepc_scalar_quantize_f32,
         [DEEPC_TYPE_F16]  = deepc_scalar_quantize_f16,
         [DEEPC_TYPE_BF16] = deepc_scalar_quantize_bf16,
         [DEEPC_TYPE_Q8_0] = deepc_scalar_quantize_q8_0,
+        [DEEPC_TYPE_Q4_K] = quantize_q4_k,
+        [DEEPC_TYPE_Q3_K] = quantize_q3_k,
+        [DEEPC_TYPE_Q2_K] = quantize_q2_k,
+        [DEEPC_TYPE_FP8_B128] = quantize_fp8_b128,
+        [DEEPC_TYPE_Q8_K] = quantize_q8_k,
     },
 };
 
@@ -128,6 +288,10 @@ static const backend backends[] = {
     { deepc_kernels_avx512vnni, deepc_cpu_has_avx512vnni },
     { deepc_kernels_avx512,     deepc_cpu_has_avx512     },
     { deepc_kernels_avx2,       deepc_cpu_has_avx2       },
+#endif
+#if defined(__aarch64__)
+    { deepc_kernels_neon_dotprod, deepc_cpu_has_neon_dotprod },
+    { deepc_kernels_neon,         deepc_cpu_has_neon         },
 #endif
     { deepc_kernels_scalar, always_supported },   /* last: always works */
 };

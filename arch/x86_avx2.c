@@ -12,6 +12,7 @@
  * (test/tools/kernbench.c). Results equal the scalar backend's up to fp32
  * summation order; the integer part of Q8_0 is exact (test/test_kernels.c). */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "cpu.h"
@@ -199,6 +200,297 @@ static void quantize_q8_0(const float *x, void *dst, size_t n) {
     }
 }
 
+/* ---- k-quant weights x Q8_K activations --------------------------------- */
+
+/* Every k-quant kernel multiplies unsigned weight codes (q4_k 0..15, q3_k
+ * 0..7, q2_k 0..3) by signed activation bytes with maddubs, whose pair sums
+ * (at most 2 * 15 * 128 = 3840) never saturate, then weights the int16
+ * pairs by the sub-block scales with madd into int32 lanes. Per super-block
+ * the lanes stay below 2^24 in magnitude, so their conversion to float is
+ * exact, and the scaled lanes go into a float accumulator reduced once at
+ * the end. The min (q4_k, q2_k) and offset (q3_k: q - 4) terms use the
+ * activation's 16-element sums: sum_j mn_j * bsum_j, one madd. */
+
+/* Shuffle controls: int16 element e of each 128-bit lane, as bytes. */
+static inline __m256i ctrl_pair(int lo, int hi) {
+    return _mm256_setr_epi8((char)(2 * lo), (char)(2 * lo + 1), (char)(2 * lo), (char)(2 * lo + 1), (char)(2 * lo),
+                            (char)(2 * lo + 1), (char)(2 * lo), (char)(2 * lo + 1), (char)(2 * lo), (char)(2 * lo + 1),
+                            (char)(2 * lo), (char)(2 * lo + 1), (char)(2 * lo), (char)(2 * lo + 1), (char)(2 * lo),
+                            (char)(2 * lo + 1), (char)(2 * hi), (char)(2 * hi + 1), (char)(2 * hi), (char)(2 * hi + 1),
+                            (char)(2 * hi), (char)(2 * hi + 1), (char)(2 * hi), (char)(2 * hi + 1), (char)(2 * hi),
+                            (char)(2 * hi + 1), (char)(2 * hi), (char)(2 * hi + 1), (char)(2 * hi), (char)(2 * hi + 1),
+                            (char)(2 * hi), (char)(2 * hi + 1));
+}
+
+/* The eight 6-bit scales and mins of a q4_k block as bytes (the same
+ * unpacking as deepc_q4_k_unpack_scales, four at a time in 32-bit words). */
+static inline void q4_k_scales(const uint8_t *s, uint32_t *sc_lo, uint32_t *sc_hi, uint32_t *mn_lo, uint32_t *mn_hi) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    *sc_lo = u0 & 0x3f3f3f3fu;
+    *mn_lo = u1 & 0x3f3f3f3fu;
+    *sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    *mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+}
+
+/* The sixteen signed scales of a q3_k block (deepc_q3_k_unpack_scales). */
+static inline __m128i q3_k_scales(const uint8_t *s) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    uint32_t a0 = (u0 & 0x0f0f0f0fu) | ((u2 & 0x03030303u) << 4);
+    uint32_t a1 = (u1 & 0x0f0f0f0fu) | (((u2 >> 2) & 0x03030303u) << 4);
+    uint32_t a2 = ((u0 >> 4) & 0x0f0f0f0fu) | (((u2 >> 4) & 0x03030303u) << 4);
+    uint32_t a3 = ((u1 >> 4) & 0x0f0f0f0fu) | (((u2 >> 6) & 0x03030303u) << 4);
+    return _mm_sub_epi8(_mm_setr_epi32((int)a0, (int)a1, (int)a2, (int)a3), _mm_set1_epi8(32));
+}
+
+/* Q4_K: per 64 elements, one 32-byte load of codes gives two sub-blocks
+ * (low nibbles: elements 0-31, high nibbles: 32-63). */
+static float vec_dot_q4_k(size_t n, const void *w, const void *x) {
+    const deepc_block_q4_k *a = w;
+    const deepc_block_q8_k *b = x;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i c0 = ctrl_pair(0, 0), c1 = ctrl_pair(1, 1), c2 = ctrl_pair(2, 2), c3 = ctrl_pair(3, 3);
+    const __m256i c4 = ctrl_pair(4, 4), c5 = ctrl_pair(5, 5), c6 = ctrl_pair(6, 6), c7 = ctrl_pair(7, 7);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
+        const deepc_block_q4_k *wa = a + ib;
+        const deepc_block_q8_k *xb = b + ib;
+        uint32_t sc_lo, sc_hi, mn_lo, mn_hi;
+        q4_k_scales(wa->scales, &sc_lo, &sc_hi, &mn_lo, &mn_hi);
+        __m128i mnb = _mm_setr_epi32((int)mn_lo, (int)mn_hi, 0, 0);
+        __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mnb, mnb)); /* mn0 mn0 mn1 mn1 ... */
+        __m256i msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xb->bsums), mins);
+        __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_setr_epi32((int)sc_lo, (int)sc_hi, 0, 0)));
+        const __m256i ctrl[8] = { c0, c1, c2, c3, c4, c5, c6, c7 };
+        __m256i sumi = _mm256_setzero_si256();
+        for (int g = 0; g < 4; g++) {
+            __m256i q4 = _mm256_loadu_si256((const __m256i *)(wa->qs + 32 * g));
+            __m256i lo = _mm256_and_si256(q4, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+            __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * g)));
+            __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * g + 32)));
+            p0 = _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc, ctrl[2 * g]));
+            p1 = _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, ctrl[2 * g + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        }
+        float dx = xb->d;
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(_cvtsh_ss(wa->d) * dx), acc);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(_cvtsh_ss(wa->dmin) * dx), accm);
+    }
+    return hsum_ps(_mm256_sub_ps(acc, accm));
+}
+
+/* Scale vectors for the 16-element sub-blocks of q3_k / q2_k: one register
+ * of 32 codes covers sub-blocks 2k (low lane) and 2k+1 (high lane); sc16
+ * holds the sixteen scales as int16 (0-7 in the low lane, 8-15 in the
+ * high). Returns [sc_2k x 8 | sc_2k+1 x 8]. */
+typedef struct {
+    __m256i lo, hi;        /* scales 0-7 / 8-15 broadcast to both lanes */
+    __m256i ctrl[4];
+} sub16_scales;
+
+static inline void sub16_init(sub16_scales *s, __m256i sc16) {
+    s->lo = _mm256_permute2x128_si256(sc16, sc16, 0x00);
+    s->hi = _mm256_permute2x128_si256(sc16, sc16, 0x11);
+    for (int k = 0; k < 4; k++) s->ctrl[k] = ctrl_pair(2 * k, 2 * k + 1);
+}
+
+static inline __m256i sub16_get(const sub16_scales *s, int k) {
+    return _mm256_shuffle_epi8(k < 4 ? s->lo : s->hi, s->ctrl[k & 3]);
+}
+
+/* Q3_K: codes q = low2 | high bit << 2 in [0, 7]; the -4 offset is
+ * subtracted as 4 * sum_j sc_j * bsum_j. */
+static float vec_dot_q3_k(size_t n, const void *w, const void *x) {
+    const deepc_block_q3_k *a = w;
+    const deepc_block_q8_k *b = x;
+    const __m256i m3 = _mm256_set1_epi8(3), m1 = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
+        const deepc_block_q3_k *wa = a + ib;
+        const deepc_block_q8_k *xb = b + ib;
+        __m256i sc16 = _mm256_cvtepi8_epi16(q3_k_scales(wa->scales));
+        sub16_scales ss;
+        sub16_init(&ss, sc16);
+        __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xb->bsums), sc16);
+        __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 2));
+        __m256i hm = _mm256_loadu_si256((const __m256i *)wa->hmask);
+        for (int h = 0; h < 2; h++) {
+            __m256i q2 = _mm256_loadu_si256((const __m256i *)(wa->qs + 32 * h));
+            for (int s = 0; s < 4; s++) {
+                int k = 4 * h + s;
+                __m256i hb = _mm256_slli_epi16(_mm256_and_si256(hm, m1), 2);
+                __m256i q = _mm256_or_si256(_mm256_and_si256(q2, m3), hb);
+                __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(xb->qs + 32 * k)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sub16_get(&ss, k)));
+                q2 = _mm256_srli_epi16(q2, 2);
+                hm = _mm256_srli_epi16(hm, 1);
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(_cvtsh_ss(wa->d) * xb->d), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* Q2_K: 4-bit scales in the low nibbles, 4-bit mins in the high ones. */
+static float vec_dot_q2_k(size_t n, const void *w, const void *x) {
+    const deepc_block_q2_k *a = w;
+    const deepc_block_q8_k *b = x;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
+        const deepc_block_q2_k *wa = a + ib;
+        const deepc_block_q8_k *xb = b + ib;
+        __m128i sb = _mm_loadu_si128((const __m128i *)wa->scales);
+        __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(sb, m4));
+        __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), m4));
+        __m256i msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xb->bsums), mn16);
+        sub16_scales ss;
+        sub16_init(&ss, sc16);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i q2 = _mm256_loadu_si256((const __m256i *)(wa->qs + 32 * h));
+            for (int s = 0; s < 4; s++) {
+                int k = 4 * h + s;
+                __m256i p = _mm256_maddubs_epi16(_mm256_and_si256(q2, m3), _mm256_loadu_si256((const __m256i *)(xb->qs + 32 * k)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sub16_get(&ss, k)));
+                q2 = _mm256_srli_epi16(q2, 2);
+            }
+        }
+        float dx = xb->d;
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(_cvtsh_ss(wa->d) * dx), acc);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(_cvtsh_ss(wa->dmin) * dx), accm);
+    }
+    return hsum_ps(_mm256_sub_ps(acc, accm));
+}
+
+/* Q8_K x Q8_K (a weight type only in unusual files): the q8_0 sign trick on
+ * eight 32-byte groups per block; x is never -128 (the quantizer clamps). */
+static float vec_dot_q8_k(size_t n, const void *w, const void *x) {
+    const deepc_block_q8_k *a = w, *b = x;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
+        __m256i sumi = _mm256_setzero_si256();
+        for (int g = 0; g < 8; g++) {
+            __m256i qa = _mm256_loadu_si256((const __m256i *)(a[ib].qs + 32 * g));
+            __m256i qb = _mm256_loadu_si256((const __m256i *)(b[ib].qs + 32 * g));
+            __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(qa, qa), _mm256_sign_epi8(qb, qa));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, ones));
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(a[ib].d * b[ib].d), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* ---- FP8_B128 weights x F32 activations --------------------------------- */
+
+/* E4M3 decoded arithmetically, 8 codes at a time: sign-extend each byte to
+ * 32 bits and shift left by 20, which puts the sign at bit 31 and the
+ * exponent and mantissa at bits 26-20 (bits 30-27 hold copies of the sign
+ * and are masked off); as an fp32 that is the E4M3 value times 2^-120,
+ * subnormals included, so one multiply by 2^120 finishes it exactly. The
+ * NaN codes (0x7f, 0xff) would decode as +-480 instead: the kernel ORs a
+ * per-byte NaN check over the row and returns NaN if any was seen, which
+ * is what the scalar kernel's sum becomes. */
+static inline __m256 fp8_decode8(const uint8_t *p) {
+    __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    v = _mm256_and_si256(_mm256_slli_epi32(v, 20), _mm256_set1_epi32((int)0x87f00000u));
+    return _mm256_mul_ps(_mm256_castsi256_ps(v), _mm256_set1_ps(0x1p120f));
+}
+
+static float vec_dot_fp8_b128(size_t n, const void *w, const void *x) {
+    const deepc_block_fp8_b128 *a = w;
+    const float *xf = x;
+    const __m256i m7f = _mm256_set1_epi8(0x7f);
+    __m256i nan_seen = _mm256_setzero_si256();
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t ib = 0; ib < n / DEEPC_QK_FP8; ib++, xf += DEEPC_QK_FP8) {
+        const uint8_t *q = a[ib].qs;
+        for (int g = 0; g < 4; g++) {
+            __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(q + 32 * g)), m7f);
+            nan_seen = _mm256_or_si256(nan_seen, _mm256_cmpeq_epi8(v, m7f));
+        }
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int i = 0; i < DEEPC_QK_FP8; i += 32) {
+            s0 = _mm256_fmadd_ps(fp8_decode8(q + i), _mm256_loadu_ps(xf + i), s0);
+            s1 = _mm256_fmadd_ps(fp8_decode8(q + i + 8), _mm256_loadu_ps(xf + i + 8), s1);
+            s2 = _mm256_fmadd_ps(fp8_decode8(q + i + 16), _mm256_loadu_ps(xf + i + 16), s2);
+            s3 = _mm256_fmadd_ps(fp8_decode8(q + i + 24), _mm256_loadu_ps(xf + i + 24), s3);
+        }
+        __m256 blk = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+        acc = _mm256_fmadd_ps(blk, _mm256_set1_ps(a[ib].d), acc);
+    }
+    if (!_mm256_testz_si256(nan_seen, nan_seen)) return NAN;
+    return hsum_ps(acc);
+}
+
+/* ---- Q8_K activations ---------------------------------------------------- */
+
+/* Bit-identical to deepc_quantize_row(Q8_K): the same NaN-skipping maximum,
+ * scale d = amax / 127 in fp32 and inverse, NaN zeroed, clamp to +-127 and
+ * round to nearest even, as quantize_q8_0 does; the 16-element sums are
+ * exact int16 (at most 16 * 127). */
+static void quantize_q8_k(const float *x, void *dst, size_t n) {
+    deepc_block_q8_k *out = dst;
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++, x += DEEPC_QK_K) {
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < DEEPC_QK_K; j += 8) m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask), m);
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float d = _mm_cvtss_f32(m4) / 127.0f;
+        __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+        out[ib].d = d;
+        for (int g = 0; g < DEEPC_QK_K; g += 32) {
+            __m256i q[4];
+            for (int j = 0; j < 4; j++) {
+                __m256 t = _mm256_mul_ps(_mm256_loadu_ps(x + g + 8 * j), id);
+                t = _mm256_and_ps(t, _mm256_cmp_ps(t, t, _CMP_ORD_Q)); /* NaN -> 0 */
+                t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
+                q[j] = _mm256_cvtps_epi32(t);
+            }
+            __m256i q8 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+            q8 = _mm256_permutevar8x32_epi32(q8, perm);
+            _mm256_storeu_si256((__m256i *)(out[ib].qs + g), q8);
+            /* sums of 16: byte pairs, then pairs of pairs, then across the
+             * four int32 of each 128-bit lane (elements 0-15 / 16-31) */
+            __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q8), ones16);
+            __m256i s2 = _mm256_hadd_epi32(s32, s32);
+            s2 = _mm256_hadd_epi32(s2, s2);
+            out[ib].bsums[g / 16] = (int16_t)_mm256_cvtsi256_si32(s2);
+            out[ib].bsums[g / 16 + 1] = (int16_t)_mm_cvtsi128_si32(_mm256_extracti128_si256(s2, 1));
+        }
+    }
+}
+
+/* The weight types are never activation types; their converters exist so
+ * the table has no hole and are the reference ones. */
+static void quantize_q4_k(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_Q4_K, x, y, n);
+}
+
+static void quantize_q3_k(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_Q3_K, x, y, n);
+}
+
+static void quantize_q2_k(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_Q2_K, x, y, n);
+}
+
+static void quantize_fp8_b128(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_FP8_B128, x, y, n);
+}
+
 /* ---- the table ---------------------------------------------------------- */
 
 static const deepc_kernels avx2_kernels = {
@@ -208,18 +500,33 @@ static const deepc_kernels avx2_kernels = {
         [DEEPC_TYPE_F16]  = vec_dot_f16,
         [DEEPC_TYPE_BF16] = vec_dot_bf16,
         [DEEPC_TYPE_Q8_0] = vec_dot_q8_0,
+        [DEEPC_TYPE_Q4_K] = vec_dot_q4_k,
+        [DEEPC_TYPE_Q3_K] = vec_dot_q3_k,
+        [DEEPC_TYPE_Q2_K] = vec_dot_q2_k,
+        [DEEPC_TYPE_FP8_B128] = vec_dot_fp8_b128,
+        [DEEPC_TYPE_Q8_K] = vec_dot_q8_k,
     },
     .act_type = {
         [DEEPC_TYPE_F32]  = DEEPC_TYPE_F32,
         [DEEPC_TYPE_F16]  = DEEPC_TYPE_F32,
         [DEEPC_TYPE_BF16] = DEEPC_TYPE_F32,
         [DEEPC_TYPE_Q8_0] = DEEPC_TYPE_Q8_0,
+        [DEEPC_TYPE_Q4_K] = DEEPC_TYPE_Q8_K,
+        [DEEPC_TYPE_Q3_K] = DEEPC_TYPE_Q8_K,
+        [DEEPC_TYPE_Q2_K] = DEEPC_TYPE_Q8_K,
+        [DEEPC_TYPE_FP8_B128] = DEEPC_TYPE_F32,
+        [DEEPC_TYPE_Q8_K] = DEEPC_TYPE_Q8_K,
     },
     .quantize_act = {
         [DEEPC_TYPE_F32]  = deepc_scalar_quantize_f32,
         [DEEPC_TYPE_F16]  = deepc_scalar_quantize_f16,
         [DEEPC_TYPE_BF16] = deepc_scalar_quantize_bf16,
         [DEEPC_TYPE_Q8_0] = quantize_q8_0,
+        [DEEPC_TYPE_Q4_K] = quantize_q4_k,
+        [DEEPC_TYPE_Q3_K] = quantize_q3_k,
+        [DEEPC_TYPE_Q2_K] = quantize_q2_k,
+        [DEEPC_TYPE_FP8_B128] = quantize_fp8_b128,
+        [DEEPC_TYPE_Q8_K] = quantize_q8_k,
     },
 };
 

@@ -20,6 +20,8 @@
  * Results equal the scalar backend's up to fp32 summation order;
  * the integer part of Q8_0 is exact (test/test_kernels.c). */
 #include <immintrin.h>
+#include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "cpu.h"
@@ -220,33 +222,337 @@ static void quantize_q8_0(const float *x, void *dst, size_t n) {
     }
 }
 
+/* ---- k-quant weights x Q8_K activations --------------------------------- */
+
+/* 64 elements per 512-bit register: unsigned weight codes times activation
+ * bytes with vpmaddubsw (pair sums at most 2 * 15 * 128, no saturation),
+ * then the int16 pairs weighted by their sub-block scales into int32 lanes:
+ * vpmaddwd + vpaddd without VNNI, one vpdpwssd with it (the one place the
+ * k-quants gain from VNNI: vpdpbusd would need the scale applied to int32
+ * sums afterwards, a slow vpmulld). Lanes stay below 2^24 per super-block
+ * (exact in fp32) and are scaled into a float accumulator.
+ *
+ * The "avx512" table must not contain VNNI instructions, and a compiler
+ * given -mavx512vnni may fuse vpaddd(vpmaddwd) into vpdpwssd. The plain
+ * path therefore passes the vpmaddwd result through an empty asm statement,
+ * which the optimizer cannot see through. */
+#if defined(__GNUC__)
+#define KQ_INLINE static inline __attribute__((always_inline))
+#else
+#define KQ_INLINE static inline
+#endif
+
+KQ_INLINE __m512i opaque512(__m512i v) {
+    __asm__("" : "+v"(v));
+    return v;
+}
+
+KQ_INLINE __m256i opaque256(__m256i v) {
+    __asm__("" : "+v"(v));
+    return v;
+}
+
+/* sumi + the pairs of p weighted by s: the two integer paths. */
+KQ_INLINE __m512i acc_scaled(__m512i sumi, __m512i p, __m512i s, bool vnni) {
+    if (vnni) return _mm512_dpwssd_epi32(sumi, p, s);
+    return _mm512_add_epi32(sumi, opaque512(_mm512_madd_epi16(p, s)));
+}
+
+/* Eight 6-bit scales and mins of a q4_k block as bytes, four per word. */
+KQ_INLINE void q4_k_scales(const uint8_t *s, uint32_t *sc_lo, uint32_t *sc_hi, uint32_t *mn_lo, uint32_t *mn_hi) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    *sc_lo = u0 & 0x3f3f3f3fu;
+    *mn_lo = u1 & 0x3f3f3f3fu;
+    *sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    *mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+}
+
+/* Sixteen signed q3_k scales (deepc_q3_k_unpack_scales) as bytes. */
+KQ_INLINE __m128i q3_k_scales(const uint8_t *s) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    uint32_t a0 = (u0 & 0x0f0f0f0fu) | ((u2 & 0x03030303u) << 4);
+    uint32_t a1 = (u1 & 0x0f0f0f0fu) | (((u2 >> 2) & 0x03030303u) << 4);
+    uint32_t a2 = ((u0 >> 4) & 0x0f0f0f0fu) | (((u2 >> 4) & 0x03030303u) << 4);
+    uint32_t a3 = ((u1 >> 4) & 0x0f0f0f0fu) | (((u2 >> 6) & 0x03030303u) << 4);
+    return _mm_sub_epi8(_mm_setr_epi32((int)a0, (int)a1, (int)a2, (int)a3), _mm_set1_epi8(32));
+}
+
+/* vpermw indices: int16 element e0 in 128-bit lane 0, e1 in 1, ... */
+static inline __m512i idx4(int e0, int e1, int e2, int e3) {
+    return _mm512_set_epi16((short)e3, (short)e3, (short)e3, (short)e3, (short)e3, (short)e3, (short)e3, (short)e3,
+                            (short)e2, (short)e2, (short)e2, (short)e2, (short)e2, (short)e2, (short)e2, (short)e2,
+                            (short)e1, (short)e1, (short)e1, (short)e1, (short)e1, (short)e1, (short)e1, (short)e1,
+                            (short)e0, (short)e0, (short)e0, (short)e0, (short)e0, (short)e0, (short)e0, (short)e0);
+}
+
+/* Q4_K: the 32 code bytes of elements 64g .. 64g+63 broadcast to both
+ * halves; the upper half shifted by 4 (a masked shift) gives the high
+ * nibbles, so one register holds sub-blocks 2g and 2g+1 in element order. */
+KQ_INLINE float q4_k_body(size_t n, const void *w, const void *x, bool vnni) {
+    const deepc_block_q4_k *a = w;
+    const deepc_block_q8_k *b = x;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i ix[4] = { idx4(0, 0, 1, 1), idx4(2, 2, 3, 3), idx4(4, 4, 5, 5), idx4(6, 6, 7, 7) };
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
+        const deepc_block_q4_k *wa = a + ib;
+        const deepc_block_q8_k *xb = b + ib;
+        uint32_t sc_lo, sc_hi, mn_lo, mn_hi;
+        q4_k_scales(wa->scales, &sc_lo, &sc_hi, &mn_lo, &mn_hi);
+        __m128i mnb = _mm_setr_epi32((int)mn_lo, (int)mn_hi, 0, 0);
+        __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mnb, mnb));
+        __m256i msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xb->bsums), mins);
+        if (!vnni) msum = opaque256(msum);
+        __m512i sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_setr_epi32((int)sc_lo, (int)sc_hi, 0, 0)));
+        __m512i sumi = _mm512_setzero_si512();
+        for (int g = 0; g < 4; g++) {
+            __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wa->qs + 32 * g)));
+            q = _mm512_and_si512(_mm512_mask_srli_epi16(q, (__mmask32)0xffff0000u, q, 4), m4);
+            __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(xb->qs + 64 * g));
+            sumi = acc_scaled(sumi, p, _mm512_permutexvar_epi16(ix[g], sc), vnni);
+        }
+        float dx = xb->d;
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(_cvtsh_ss(wa->d) * dx), acc);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(_cvtsh_ss(wa->dmin) * dx), accm);
+    }
+    return _mm512_reduce_add_ps(acc) - hsum256_ps(accm);
+}
+
+/* Q3_K / Q2_K: the 32 bytes of 2-bit codes of one half (h) broadcast to
+ * both halves and shifted by 2s and 2s + 2 (vpsrlvw) give the 64 codes of
+ * elements 128h + 32s .. + 63, s = 0 or 2: sub-blocks 2k .. 2k+3 for
+ * k = 4h + s, one per 128-bit lane. q3_k's high bits come the same way from
+ * hmask, shifted by k and k + 1. */
+KQ_INLINE __m512i shifts2(int lo, int hi) {
+    return _mm512_inserti64x4(_mm512_set1_epi16((short)lo), _mm256_set1_epi16((short)hi), 1);
+}
+
+KQ_INLINE float q3_k_body(size_t n, const void *w, const void *x, bool vnni) {
+    const deepc_block_q3_k *a = w;
+    const deepc_block_q8_k *b = x;
+    const __m512i m3 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(1);
+    const __m512i ix[4] = { idx4(0, 1, 2, 3), idx4(4, 5, 6, 7), idx4(8, 9, 10, 11), idx4(12, 13, 14, 15) };
+    const __m512i sh_lo[2] = { shifts2(0, 2), shifts2(4, 6) };
+    const __m512i sh_hm[4] = { shifts2(0, 1), shifts2(2, 3), shifts2(4, 5), shifts2(6, 7) };
+    __m512 acc = _mm512_setzero_ps();
+    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
+        const deepc_block_q3_k *wa = a + ib;
+        const deepc_block_q8_k *xb = b + ib;
+        __m256i sc16 = _mm256_cvtepi8_epi16(q3_k_scales(wa->scales));
+        __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xb->bsums), sc16);
+        if (!vnni) off = opaque256(off);
+        __m512i sc = _mm512_castsi256_si512(sc16);
+        __m512i sumi = _mm512_castsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 2)));
+        sumi = _mm512_inserti64x4(sumi, _mm256_setzero_si256(), 1);
+        __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)wa->hmask));
+        for (int h = 0; h < 2; h++) {
+            __m512i q2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wa->qs + 32 * h)));
+            for (int s = 0; s < 4; s += 2) {
+                int k = 4 * h + s;
+                __m512i lo = _mm512_and_si512(_mm512_srlv_epi16(q2, sh_lo[s / 2]), m3);
+                __m512i hb = _mm512_and_si512(_mm512_srlv_epi16(hm, sh_hm[k / 2]), m1);
+                __m512i q = _mm512_or_si512(lo, _mm512_slli_epi16(hb, 2));
+                __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(xb->qs + 32 * k));
+                sumi = acc_scaled(sumi, p, _mm512_permutexvar_epi16(ix[k / 2], sc), vnni);
+            }
+        }
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(_cvtsh_ss(wa->d) * xb->d), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+KQ_INLINE float q2_k_body(size_t n, const void *w, const void *x, bool vnni) {
+    const deepc_block_q2_k *a = w;
+    const deepc_block_q8_k *b = x;
+    const __m512i m3 = _mm512_set1_epi8(3);
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    const __m512i ix[4] = { idx4(0, 1, 2, 3), idx4(4, 5, 6, 7), idx4(8, 9, 10, 11), idx4(12, 13, 14, 15) };
+    const __m512i sh_lo[2] = { shifts2(0, 2), shifts2(4, 6) };
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
+        const deepc_block_q2_k *wa = a + ib;
+        const deepc_block_q8_k *xb = b + ib;
+        __m128i sb = _mm_loadu_si128((const __m128i *)wa->scales);
+        __m512i sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(sb, m4)));
+        __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), m4));
+        __m256i msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xb->bsums), mn16);
+        if (!vnni) msum = opaque256(msum);
+        __m512i sumi = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512i q2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wa->qs + 32 * h)));
+            for (int s = 0; s < 4; s += 2) {
+                int k = 4 * h + s;
+                __m512i q = _mm512_and_si512(_mm512_srlv_epi16(q2, sh_lo[s / 2]), m3);
+                __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(xb->qs + 32 * k));
+                sumi = acc_scaled(sumi, p, _mm512_permutexvar_epi16(ix[k / 2], sc), vnni);
+            }
+        }
+        float dx = xb->d;
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(_cvtsh_ss(wa->d) * dx), acc);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(_cvtsh_ss(wa->dmin) * dx), accm);
+    }
+    return _mm512_reduce_add_ps(acc) - hsum256_ps(accm);
+}
+
+/* Q8_K x Q8_K: the Q8_0 sign trick in 256-bit registers, 32 bytes at a
+ * time (x is never -128). */
+KQ_INLINE float q8_k_body(size_t n, const void *w, const void *x, bool vnni) {
+    const deepc_block_q8_k *a = w, *b = x;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
+        __m256i sumi = _mm256_setzero_si256();
+        for (int g = 0; g < 8; g++) {
+            __m256i qa = _mm256_loadu_si256((const __m256i *)(a[ib].qs + 32 * g));
+            __m256i qb = _mm256_loadu_si256((const __m256i *)(b[ib].qs + 32 * g));
+            __m256i ua = _mm256_sign_epi8(qa, qa), sb = _mm256_sign_epi8(qb, qa);
+            if (vnni) sumi = _mm256_dpbusd_epi32(sumi, ua, sb);
+            else sumi = _mm256_add_epi32(sumi, opaque256(_mm256_madd_epi16(_mm256_maddubs_epi16(ua, sb), ones)));
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(a[ib].d * b[ib].d), acc);
+    }
+    return hsum256_ps(acc);
+}
+
+static float vec_dot_q4_k(size_t n, const void *w, const void *x) { return q4_k_body(n, w, x, false); }
+static float vec_dot_q4_k_vnni(size_t n, const void *w, const void *x) { return q4_k_body(n, w, x, true); }
+static float vec_dot_q3_k(size_t n, const void *w, const void *x) { return q3_k_body(n, w, x, false); }
+static float vec_dot_q3_k_vnni(size_t n, const void *w, const void *x) { return q3_k_body(n, w, x, true); }
+static float vec_dot_q2_k(size_t n, const void *w, const void *x) { return q2_k_body(n, w, x, false); }
+static float vec_dot_q2_k_vnni(size_t n, const void *w, const void *x) { return q2_k_body(n, w, x, true); }
+static float vec_dot_q8_k(size_t n, const void *w, const void *x) { return q8_k_body(n, w, x, false); }
+static float vec_dot_q8_k_vnni(size_t n, const void *w, const void *x) { return q8_k_body(n, w, x, true); }
+
+/* ---- FP8_B128 weights x F32 activations --------------------------------- */
+
+/* 16 E4M3 codes -> 16 floats, exactly (see x86_avx2.c): sign-extend, shift
+ * left by 20, keep the sign and the seven exponent/mantissa bits, multiply
+ * by 2^120. NaN codes decode as +-480; the kernel checks for them per block
+ * (vpcmpeqb into a mask) and returns NaN, as the scalar sum would be. */
+static inline __m512 fp8_decode16(const uint8_t *p) {
+    __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p));
+    v = _mm512_and_si512(_mm512_slli_epi32(v, 20), _mm512_set1_epi32((int)0x87f00000u));
+    return _mm512_mul_ps(_mm512_castsi512_ps(v), _mm512_set1_ps(0x1p120f));
+}
+
+static float vec_dot_fp8_b128(size_t n, const void *w, const void *x) {
+    const deepc_block_fp8_b128 *a = w;
+    const float *xf = x;
+    const __m512i m7f = _mm512_set1_epi8(0x7f);
+    __mmask64 nan_seen = 0;
+    __m512 acc = _mm512_setzero_ps();
+    for (size_t ib = 0; ib < n / DEEPC_QK_FP8; ib++, xf += DEEPC_QK_FP8) {
+        const uint8_t *q = a[ib].qs;
+        nan_seen |= _mm512_cmpeq_epi8_mask(_mm512_and_si512(_mm512_loadu_si512(q), m7f), m7f);
+        nan_seen |= _mm512_cmpeq_epi8_mask(_mm512_and_si512(_mm512_loadu_si512(q + 64), m7f), m7f);
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int i = 0; i < DEEPC_QK_FP8; i += 64) {
+            s0 = _mm512_fmadd_ps(fp8_decode16(q + i), _mm512_loadu_ps(xf + i), s0);
+            s1 = _mm512_fmadd_ps(fp8_decode16(q + i + 16), _mm512_loadu_ps(xf + i + 16), s1);
+            s2 = _mm512_fmadd_ps(fp8_decode16(q + i + 32), _mm512_loadu_ps(xf + i + 32), s2);
+            s3 = _mm512_fmadd_ps(fp8_decode16(q + i + 48), _mm512_loadu_ps(xf + i + 48), s3);
+        }
+        __m512 blk = _mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3));
+        acc = _mm512_fmadd_ps(blk, _mm512_set1_ps(a[ib].d), acc);
+    }
+    if (nan_seen) return NAN;
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* ---- Q8_K activations ---------------------------------------------------- */
+
+/* Bit-identical to deepc_quantize_row(Q8_K), as quantize_q8_0 is to Q8_0:
+ * NaN-skipping maximum, d = amax / 127 and its inverse in fp32, NaN zeroed,
+ * clamp to +-127, round to nearest even. Each 16-lane register is one
+ * 16-element sum. */
+static void quantize_q8_k(const float *x, void *dst, size_t n) {
+    deepc_block_q8_k *out = dst;
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++, x += DEEPC_QK_K) {
+        __m512 m = _mm512_setzero_ps();
+        for (int j = 0; j < DEEPC_QK_K; j += 16) m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + j)), m);
+        float d = _mm512_reduce_max_ps(m) / 127.0f; /* no NaN left in m */
+        __m512 id = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+        out[ib].d = d;
+        for (int j = 0; j < DEEPC_QK_K; j += 16) {
+            __m512 t = _mm512_mul_ps(_mm512_loadu_ps(x + j), id);
+            t = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(t, t, _CMP_ORD_Q), t); /* NaN -> 0 */
+            t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
+            __m512i q = _mm512_cvtps_epi32(t);
+            _mm_storeu_si128((__m128i *)(out[ib].qs + j), _mm512_cvtsepi32_epi8(q));
+            out[ib].bsums[j / 16] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+    }
+}
+
+/* The weight types are never activation types; their converters are the
+ * reference ones, so the table has no hole. */
+static void quantize_q4_k(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_Q4_K, x, y, n);
+}
+
+static void quantize_q3_k(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_Q3_K, x, y, n);
+}
+
+static void quantize_q2_k(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_Q2_K, x, y, n);
+}
+
+static void quantize_fp8_b128(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_FP8_B128, x, y, n);
+}
+
 /* ---- the tables --------------------------------------------------------- */
 
-#define AVX512_TABLE(NAME, Q8_DOT)                     \
-    {                                                  \
-        .name = NAME,                                  \
-        .vec_dot = {                                   \
-            [DEEPC_TYPE_F32]  = vec_dot_f32,           \
-            [DEEPC_TYPE_F16]  = vec_dot_f16,           \
-            [DEEPC_TYPE_BF16] = vec_dot_bf16,          \
-            [DEEPC_TYPE_Q8_0] = Q8_DOT,                \
-        },                                             \
-        .act_type = {                                  \
-            [DEEPC_TYPE_F32]  = DEEPC_TYPE_F32,        \
-            [DEEPC_TYPE_F16]  = DEEPC_TYPE_F32,        \
-            [DEEPC_TYPE_BF16] = DEEPC_TYPE_F32,        \
-            [DEEPC_TYPE_Q8_0] = DEEPC_TYPE_Q8_0,       \
-        },                                             \
-        .quantize_act = {                              \
-            [DEEPC_TYPE_F32]  = deepc_scalar_quantize_f32,  \
-            [DEEPC_TYPE_F16]  = deepc_scalar_quantize_f16,  \
-            [DEEPC_TYPE_BF16] = deepc_scalar_quantize_bf16, \
-            [DEEPC_TYPE_Q8_0] = quantize_q8_0,         \
-        },                                             \
+#define AVX512_TABLE(NAME, SFX)                                 \
+    {                                                           \
+        .name = NAME,                                           \
+        .vec_dot = {                                            \
+            [DEEPC_TYPE_F32]  = vec_dot_f32,                    \
+            [DEEPC_TYPE_F16]  = vec_dot_f16,                    \
+            [DEEPC_TYPE_BF16] = vec_dot_bf16,                   \
+            [DEEPC_TYPE_Q8_0] = vec_dot_q8_0##SFX,              \
+            [DEEPC_TYPE_Q4_K] = vec_dot_q4_k##SFX,              \
+            [DEEPC_TYPE_Q3_K] = vec_dot_q3_k##SFX,              \
+            [DEEPC_TYPE_Q2_K] = vec_dot_q2_k##SFX,              \
+            [DEEPC_TYPE_FP8_B128] = vec_dot_fp8_b128,           \
+            [DEEPC_TYPE_Q8_K] = vec_dot_q8_k##SFX,              \
+        },                                                      \
+        .act_type = {                                           \
+            [DEEPC_TYPE_F32]  = DEEPC_TYPE_F32,                 \
+            [DEEPC_TYPE_F16]  = DEEPC_TYPE_F32,                 \
+            [DEEPC_TYPE_BF16] = DEEPC_TYPE_F32,                 \
+            [DEEPC_TYPE_Q8_0] = DEEPC_TYPE_Q8_0,                \
+            [DEEPC_TYPE_Q4_K] = DEEPC_TYPE_Q8_K,                \
+            [DEEPC_TYPE_Q3_K] = DEEPC_TYPE_Q8_K,                \
+            [DEEPC_TYPE_Q2_K] = DEEPC_TYPE_Q8_K,                \
+            [DEEPC_TYPE_FP8_B128] = DEEPC_TYPE_F32,             \
+            [DEEPC_TYPE_Q8_K] = DEEPC_TYPE_Q8_K,                \
+        },                                                      \
+        .quantize_act = {                                       \
+            [DEEPC_TYPE_F32]  = deepc_scalar_quantize_f32,      \
+            [DEEPC_TYPE_F16]  = deepc_scalar_quantize_f16,      \
+            [DEEPC_TYPE_BF16] = deepc_scalar_quantize_bf16,     \
+            [DEEPC_TYPE_Q8_0] = quantize_q8_0,                  \
+            [DEEPC_TYPE_Q4_K] = quantize_q4_k,                  \
+            [DEEPC_TYPE_Q3_K] = quantize_q3_k,                  \
+            [DEEPC_TYPE_Q2_K] = quantize_q2_k,                  \
+            [DEEPC_TYPE_FP8_B128] = quantize_fp8_b128,          \
+            [DEEPC_TYPE_Q8_K] = quantize_q8_k,                  \
+        },                                                      \
     }
 
-static const deepc_kernels avx512_kernels = AVX512_TABLE("avx512", vec_dot_q8_0);
-static const deepc_kernels avx512vnni_kernels = AVX512_TABLE("avx512vnni", vec_dot_q8_0_vnni);
+static const deepc_kernels avx512_kernels = AVX512_TABLE("avx512", );
+static const deepc_kernels avx512vnni_kernels = AVX512_TABLE("avx512vnni", _vnni);
 
 const deepc_kernels *deepc_kernels_avx512(void) {
     return &avx512_kernels;

@@ -17,6 +17,7 @@
 #include "json.h"
 #include "model.h"
 #include "safetensors.h"
+#include "threadpool.h"
 #include "tokdata.h"
 
 #define CHUNK_FLOATS (1u << 20)   /* 4 MiB of f32 per read */
@@ -89,6 +90,88 @@ static void human(char *out, size_t cap, double b) {
     snprintf(out, cap, i ? "%.2f %s" : "%.0f %s", b, u[i]);
 }
 
+/* ---- quantization policy ------------------------------------------------ */
+
+/* --type is one weight type for every matrix, or a recipe that picks a type
+ * per tensor class (classified by name). Vectors and the MoE router stay
+ * f32 either way, and a matrix whose rows are not whole blocks of its type
+ * falls back to q8_0 (rows of 32) or f16 (see tensor_type). */
+typedef enum {
+    CLS_EMBED, CLS_ATTN, CLS_DENSE_MLP, CLS_SHARED, CLS_EXPERT, CLS_OUTPUT, CLS_OTHER, CLS_COUNT
+} tensor_class;
+
+static tensor_class classify(const char *name) {
+    if (!strcmp(name, "model.embed_tokens.weight")) return CLS_EMBED;
+    if (!strcmp(name, "lm_head.weight")) return CLS_OUTPUT;
+    if (strstr(name, ".mlp.experts.")) return CLS_EXPERT;
+    if (strstr(name, ".mlp.shared_experts.")) return CLS_SHARED;
+    if (strstr(name, ".self_attn.")) return CLS_ATTN;
+    if (strstr(name, ".mlp.gate_proj.") || strstr(name, ".mlp.up_proj.") || strstr(name, ".mlp.down_proj.")) return CLS_DENSE_MLP;
+    return CLS_OTHER; /* MTP-only matrices (eh_proj, shared_head, ...) */
+}
+
+typedef struct {
+    const char *label;                 /* general.quantization */
+    deepc_type type[CLS_COUNT];
+    deepc_type expert_down;            /* routed experts' down_proj */
+    bool by_share;                     /* attention, dense MLP, shared experts: q8_0 if small, else q4_k */
+} quant_policy;
+
+/* Recipes:
+ *   q4          embedding, output head, MTP extras q8_0; attention, dense MLP
+ *               and shared experts q8_0 when each is under 10% of the
+ *               matrix weights (MoE models), else q4_k (dense models);
+ *               routed experts q4_k.
+ *   q2-experts  as q4, but routed experts q2_k with down_proj q3_k (the
+ *               down projection is the most sensitive of the three). */
+static int parse_policy(const char *name, quant_policy *qp, deepc_err *err) {
+    memset(qp, 0, sizeof *qp);
+    bool q4 = !strcmp(name, "q4"), q2x = !strcmp(name, "q2-experts");
+    if (q4 || q2x) {
+        qp->label = name;
+        for (int c = 0; c < CLS_COUNT; c++) qp->type[c] = DEEPC_TYPE_Q8_0;
+        qp->type[CLS_EXPERT] = q4 ? DEEPC_TYPE_Q4_K : DEEPC_TYPE_Q2_K;
+        qp->expert_down = q4 ? DEEPC_TYPE_Q4_K : DEEPC_TYPE_Q3_K;
+        qp->by_share = true;
+        return 0;
+    }
+    int t = deepc_type_from_name(!strcmp(name, "fp8") ? "fp8_b128" : name);
+    if (t < 0 || t == DEEPC_TYPE_Q8_K)
+        return deepc_errf(err, DEEPC_ERR_INVALID_ARG, "unknown --type '%s' (use f32, f16, bf16, q8_0, q4_k, q3_k, q2_k, fp8, "
+                          "or a recipe: q4, q2-experts)", name);
+    qp->label = deepc_type_info(t)->name;
+    for (int c = 0; c < CLS_COUNT; c++) qp->type[c] = (deepc_type)t;
+    qp->expert_down = (deepc_type)t;
+    return 0;
+}
+
+/* Resolves the recipe's size-dependent choices from the plan. */
+static void policy_resolve(quant_policy *qp, const planned *plan, size_t n_plan) {
+    if (!qp->by_share) return;
+    double per[CLS_COUNT] = { 0 }, total = 0.0;
+    for (size_t i = 0; i < n_plan; i++) {
+        if (!plan[i].rows || plan[i].keep_f32) continue;
+        double e = (double)plan[i].rows * (double)plan[i].cols;
+        per[classify(plan[i].name)] += e;
+        total += e;
+    }
+    const tensor_class mid[] = { CLS_ATTN, CLS_DENSE_MLP, CLS_SHARED };
+    for (size_t k = 0; k < sizeof mid / sizeof mid[0]; k++)
+        qp->type[mid[k]] = per[mid[k]] < 0.10 * total ? DEEPC_TYPE_Q8_0 : DEEPC_TYPE_Q4_K;
+}
+
+/* The stored type of one planned tensor. */
+static deepc_type tensor_type(const quant_policy *qp, const planned *pl) {
+    if (!pl->rows || pl->keep_f32) return DEEPC_TYPE_F32;
+    tensor_class c = classify(pl->name);
+    deepc_type t = qp->type[c];
+    size_t nl = strlen(pl->name);
+    if (c == CLS_EXPERT && nl >= 16 && !strcmp(pl->name + nl - 16, "down_proj.weight")) t = qp->expert_down;
+    size_t blk = deepc_type_info((int)t)->block_elems;
+    if (pl->cols % blk) t = blk > DEEPC_QK8_0 && pl->cols % DEEPC_QK8_0 == 0 ? DEEPC_TYPE_Q8_0 : DEEPC_TYPE_F16;
+    return t;
+}
+
 /* ---- reading checkpoint rows as f32 ---------------------------------- */
 
 /* One source tensor being read: FP8 weights carry their block scales. */
@@ -148,15 +231,57 @@ static int check_finite(const planned *pl, const float *x, size_t n, deepc_err *
     return 0;
 }
 
-static int put_rows(deepc_dqf_writer *w, deepc_type type, const float *x, uint64_t nr, uint64_t cols, void *qbuf, deepc_err *err) {
+/* Quantizing is the converter's CPU work (the k-quant searches run at a few
+ * MB/s per core), so rows are split across the pool; each row is quantized
+ * independently, so the bytes do not depend on the thread count. */
+typedef struct {
+    deepc_type type;
+    const float *x;
+    uint64_t nr, cols;
+    size_t rb;
+    uint8_t *out;
+} quant_task;
+
+static void quant_rows_run(void *arg, int ith, int nth) {
+    const quant_task *t = arg;
+    uint64_t r0 = t->nr * (uint64_t)ith / (uint64_t)nth, r1 = t->nr * (uint64_t)(ith + 1) / (uint64_t)nth;
+    for (uint64_t i = r0; i < r1; i++) deepc_quantize_row(t->type, t->x + i * t->cols, t->out + i * t->rb, (size_t)t->cols);
+}
+
+static int put_rows(deepc_dqf_writer *w, deepc_pool *pool, deepc_type type, const float *x, uint64_t nr, uint64_t cols,
+                    void *qbuf, deepc_err *err) {
     size_t rb = deepc_type_row_bytes(type, (size_t)cols);
-    for (uint64_t i = 0; i < nr; i++) deepc_quantize_row(type, x + i * cols, (uint8_t *)qbuf + i * rb, (size_t)cols);
+    quant_task t = { type, x, nr, cols, rb, qbuf };
+    deepc_pool_run(pool, quant_rows_run, &t);
     if (deepc_dqf_tensor_write(w, qbuf, (size_t)(nr * rb))) return deepc_errf(err, DEEPC_ERR_IO, "%s", deepc_dqf_writer_error(w));
     return 0;
 }
 
+/* FP8 E4M3 source rows to fp8_b128 without re-quantizing: the codes are
+ * copied and each 128-element block takes its checkpoint block scale. The
+ * 128-wide blocks of a row line up with the checkpoint's 128-column scale
+ * blocks, so block b of source row r has scale_inv[r / 128][b] exactly.
+ * codes: nr rows of cols codes, the first being source row src_r0. */
+static int put_fp8_rows(deepc_dqf_writer *w, const src_reader *r, const planned *pl, const uint8_t *codes, uint64_t src_r0,
+                        uint64_t nr, uint64_t cols, void *qbuf, deepc_err *err) {
+    deepc_block_fp8_b128 *out = qbuf;
+    uint64_t nb = cols / DEEPC_QK_FP8;
+    for (uint64_t i = 0; i < nr; i++) {
+        const float *srow = r->scale + ((src_r0 + i) / DEEPC_FP8_BLOCK) * r->scale_cols;
+        for (uint64_t b = 0; b < nb; b++) {
+            const uint8_t *c = codes + i * cols + b * DEEPC_QK_FP8;
+            for (int k = 0; k < DEEPC_QK_FP8; k++)
+                if ((c[k] & 0x7f) == 0x7f) return deepc_errf(err, DEEPC_ERR_FORMAT, "tensor '%s': non-finite value", pl->src);
+            out[i * nb + b].d = srow[b];
+            memcpy(out[i * nb + b].qs, c, DEEPC_QK_FP8);
+        }
+    }
+    if (deepc_dqf_tensor_write(w, qbuf, (size_t)(nr * nb * sizeof *out))) return deepc_errf(err, DEEPC_ERR_IO, "%s", deepc_dqf_writer_error(w));
+    return 0;
+}
+
 static int convert_tensor(deepc_st *st, const deepc_st_tensor *src, const planned *pl, deepc_type type, const deepc_hparams *hp,
-                          deepc_dqf_writer *w, float *fbuf, void *qbuf, uint8_t *raw, deepc_err *err) {
+                          deepc_dqf_writer *w, deepc_pool *pool, float *fbuf, void *qbuf, uint8_t *raw, deepc_err *err) {
     uint64_t rows = pl->rows ? pl->rows : 1, cols = pl->cols;
     uint64_t dims[2] = { pl->rows, pl->cols };
     int rc = pl->rows ? deepc_dqf_tensor_begin(w, pl->name, type, 2, dims, pl->flags, pl->align)
@@ -164,13 +289,20 @@ static int convert_tensor(deepc_st *st, const deepc_st_tensor *src, const planne
     if (rc) return deepc_errf(err, rc, "%s", deepc_dqf_writer_error(w));
     src_reader r;
     if ((rc = src_open(&r, st, src, raw, err))) goto done;
+    /* FP8 checkpoint -> fp8_b128: lossless copy (see put_fp8_rows) */
+    bool fp8_copy = type == DEEPC_TYPE_FP8_B128 && r.scale;
     if (pl->kind == PLAN_COPY) {
         uint64_t per = CHUNK_FLOATS / cols ? CHUNK_FLOATS / cols : 1;
         for (uint64_t r0 = 0; r0 < rows && !rc; r0 += per) {
             uint64_t nr = rows - r0 < per ? rows - r0 : per;
+            if (fp8_copy) {
+                rc = deepc_st_read_raw(st, src, r0 * cols, raw, (size_t)(nr * cols), err);
+                if (!rc) rc = put_fp8_rows(w, &r, pl, raw, r0, nr, cols, qbuf, err);
+                continue;
+            }
             rc = src_rows(&r, r0, nr, cols, fbuf, err);
             if (!rc) rc = check_finite(pl, fbuf, (size_t)(nr * cols), err);
-            if (!rc) rc = put_rows(w, type, fbuf, nr, cols, qbuf, err);
+            if (!rc) rc = put_rows(w, pool, type, fbuf, nr, cols, qbuf, err);
         }
     } else {
         /* kv_b_proj rows per head: nope key rows, then v value rows, each kv_lora long */
@@ -179,15 +311,40 @@ static int convert_tensor(deepc_st *st, const deepc_st_tensor *src, const planne
         for (int h = 0; h < hp->n_heads && !rc; h++) {
             uint64_t base = (uint64_t)h * (NOPE + V);
             if (pl->kind == PLAN_V_B) {
+                if (fp8_copy) {
+                    rc = deepc_st_read_raw(st, src, (base + NOPE) * R, raw, (size_t)(V * R), err);
+                    if (!rc) rc = put_fp8_rows(w, &r, pl, raw, base + NOPE, V, R, qbuf, err);
+                    continue;
+                }
                 rc = src_rows(&r, base + NOPE, V, R, fbuf, err);
                 if (!rc) rc = check_finite(pl, fbuf, (size_t)(V * R), err);
-                if (!rc) rc = put_rows(w, type, fbuf, V, R, qbuf, err);
+                if (!rc) rc = put_rows(w, pool, type, fbuf, V, R, qbuf, err);
+            } else if (fp8_copy && base % DEEPC_FP8_BLOCK == 0) {
+                /* transposed, each output row's 128-blocks come from 128
+                 * source rows of one scale block (base is a multiple of 128),
+                 * column j's scale column j / 128: one scale per block */
+                uint8_t *t8 = (uint8_t *)fbuf;
+                rc = deepc_st_read_raw(st, src, base * R, raw, (size_t)(NOPE * R), err);
+                for (uint64_t j = 0; !rc && j < R; j++)
+                    for (uint64_t i = 0; i < NOPE; i++) t8[j * NOPE + i] = raw[i * R + j];
+                deepc_block_fp8_b128 *out = qbuf;
+                uint64_t nb = NOPE / DEEPC_QK_FP8;
+                for (uint64_t j = 0; !rc && j < R; j++)
+                    for (uint64_t b = 0; b < nb && !rc; b++) {
+                        const uint8_t *c = t8 + j * NOPE + b * DEEPC_QK_FP8;
+                        for (int k = 0; k < DEEPC_QK_FP8; k++)
+                            if ((c[k] & 0x7f) == 0x7f) rc = deepc_errf(err, DEEPC_ERR_FORMAT, "tensor '%s': non-finite value", pl->src);
+                        out[j * nb + b].d = r.scale[((base + b * DEEPC_QK_FP8) / DEEPC_FP8_BLOCK) * r.scale_cols + j / DEEPC_FP8_BLOCK];
+                        memcpy(out[j * nb + b].qs, c, DEEPC_QK_FP8);
+                    }
+                if (!rc && deepc_dqf_tensor_write(w, qbuf, (size_t)(R * nb * sizeof *out)))
+                    rc = deepc_errf(err, DEEPC_ERR_IO, "%s", deepc_dqf_writer_error(w));
             } else {
                 rc = src_rows(&r, base, NOPE, R, fbuf, err);
                 if (!rc) rc = check_finite(pl, fbuf, (size_t)(NOPE * R), err);
                 for (uint64_t j = 0; !rc && j < R; j++)          /* (nope, R) -> (R, nope) */
                     for (uint64_t i = 0; i < NOPE; i++) tr[j * NOPE + i] = fbuf[i * R + j];
-                if (!rc) rc = put_rows(w, type, tr, R, NOPE, qbuf, err);
+                if (!rc) rc = put_rows(w, pool, type, tr, R, NOPE, qbuf, err);
             }
         }
     }
@@ -211,11 +368,11 @@ static int convert(const char *dir, const char *out, const deepc_convert_params 
     float *fbuf = NULL;
     void *qbuf = NULL;
     uint8_t *raw = NULL;
+    deepc_pool *pool = NULL;
     deepc_hparams hp;
+    quant_policy qp;
 
-    int ti = deepc_type_from_name(p->type ? p->type : "q8_0");
-    if (ti < 0) { rc = deepc_errf(err, DEEPC_ERR_INVALID_ARG, "unknown --type '%s' (use f32, f16, bf16 or q8_0)", p->type); goto done; }
-    deepc_type wtype = (deepc_type)ti;
+    if ((rc = parse_policy(p->type ? p->type : "q8_0", &qp, err))) goto done;
     if (!cfg_path) { rc = deepc_errf(err, DEEPC_ERR_NOMEM, "out of memory"); goto done; }
     size_t cfg_len;
     if ((rc = deepc_read_file(cfg_path, 16u << 20, &cfg_text, &cfg_len, err))) goto done;
@@ -242,6 +399,7 @@ static int convert(const char *dir, const char *out, const deepc_convert_params 
     if ((rc = deepc_plan_build(&hp, st, &pl, err))) goto done;
     planned *plan = pl.v;
     size_t n_plan = pl.n;
+    policy_resolve(&qp, plan, n_plan);
 
     /* check everything before writing a byte */
     uint64_t total_src = 0;
@@ -287,10 +445,11 @@ static int convert(const char *dir, const char *out, const deepc_convert_params 
     fbuf = malloc(nf * sizeof(float));
     qbuf = malloc(nf * sizeof(float));
     raw = malloc(nf);
-    if (!fbuf || !qbuf || !raw) { rc = deepc_errf(err, DEEPC_ERR_NOMEM, "out of memory"); goto done; }
+    pool = deepc_pool_create(deepc_default_threads());
+    if (!fbuf || !qbuf || !raw || !pool) { rc = deepc_errf(err, DEEPC_ERR_NOMEM, "out of memory"); goto done; }
     if (!(w = deepc_dqf_writer_create(out, err))) { rc = DEEPC_ERR_IO; goto done; }
     rc = deepc_hf_write_hparams(w, &hp);
-    const char *qn = deepc_type_info(wtype)->name;
+    const char *qn = qp.label;
     if (!rc) rc = deepc_dqf_put_str(w, "general.name", dir, strlen(dir));
     if (!rc) rc = deepc_dqf_put_str(w, "general.converter", "deepc " DEEPC_VERSION, strlen("deepc " DEEPC_VERSION));
     if (!rc) rc = deepc_dqf_put_str(w, "general.quantization", qn, strlen(qn));
@@ -307,10 +466,9 @@ static int convert(const char *dir, const char *out, const deepc_convert_params 
     for (size_t i = 0; i < n_plan; i++) {
         const deepc_st_tensor *t = deepc_st_find(st, plan[i].src);
         /* vectors and routers stay f32 (norms, biases, routing scores); matrices
-         * whose rows do not fill whole blocks fall back to f16 */
-        deepc_type ty = plan[i].rows && !plan[i].keep_f32 ? wtype : DEEPC_TYPE_F32;
-        if (plan[i].cols % deepc_type_info(ty)->block_elems) ty = DEEPC_TYPE_F16;
-        if ((rc = convert_tensor(st, t, &plan[i], ty, &hp, w, fbuf, qbuf, raw, err))) goto done;
+         * take the policy's type, or q8_0 / f16 when their rows are not whole blocks */
+        deepc_type ty = tensor_type(&qp, &plan[i]);
+        if ((rc = convert_tensor(st, t, &plan[i], ty, &hp, w, pool, fbuf, qbuf, raw, err))) goto done;
         if (plan[i].kind != PLAN_V_B) done_b += t->nbytes;
         double now = deepc_now() - t0;
         if (now - last >= 0.5 || i + 1 == n_plan) {
@@ -328,6 +486,7 @@ static int convert(const char *dir, const char *out, const deepc_convert_params 
     if (!rc) progress(p, "wrote %s in %.1fs", out, deepc_now() - t0);
 done:
     deepc_dqf_writer_abort(w);
+    deepc_pool_destroy(pool);
     free(fbuf); free(qbuf); free(raw);
     deepc_plan_free(&pl);
     deepc_st_close(st);

@@ -22,6 +22,8 @@ const char *deepc_status_name(deepc_status s) {
 
 const char *deepc_version_string(void) { return DEEPC_VERSION; }
 
+const char *deepc_session_isa(const deepc_session *s) { return s ? s->k->name : NULL; }
+
 deepc_status deepc_tokenize(const deepc_model *m, const char *text, size_t len, bool add_bos,
                             bool parse_special, int32_t *ids, size_t cap, size_t *n_out) {
     if (!m || (!text && len) || !n_out) return DEEPC_ERR_INVALID_ARG;

@@ -103,6 +103,16 @@ typedef struct deepc_session_params {
     const char *isa;    /* NULL = best for this CPU; "scalar", "avx2", ... */
     bool mla_expanded;  /* DeepSeek MLA: expand keys/values per head instead of the
                            absorbed form (slower; for verification) */
+    /* MoE expert streaming (ignored by dense models). */
+    uint64_t expert_cache_bytes;    /* byte budget for routed experts: 0 or at least
+                                       their total = all used in place from the file
+                                       mapping; less = a cache filled from disk */
+    const char *expert_pin_profile; /* routing profile (`deepc profile`) whose hottest
+                                       experts stay loaded; NULL = none */
+    int expert_io_threads;          /* reader threads; 0 = 4 */
+    bool expert_no_prefetch;        /* turn off the next-layer router lookahead */
+    bool expert_buffered_io;        /* read through the page cache instead of
+                                       bypassing it (O_DIRECT / F_NOCACHE) */
 } deepc_session_params;
 deepc_session_params deepc_session_default_params(void);
 
@@ -113,6 +123,8 @@ void deepc_session_destroy(deepc_session *s);
 const char *deepc_last_error(const deepc_session *s);
 int deepc_session_pos(const deepc_session *s);       /* tokens in the KV cache */
 int deepc_session_n_ctx(const deepc_session *s);
+/* Name of the kernel backend the session runs ("scalar", "avx2", ...). */
+const char *deepc_session_isa(const deepc_session *s);
 /* Forgets the cache from position pos on (0 = everything). */
 deepc_status deepc_session_rewind(deepc_session *s, int pos);
 
@@ -122,6 +134,39 @@ deepc_status deepc_session_rewind(deepc_session *s, int pos);
 deepc_status deepc_session_eval(deepc_session *s, const int32_t *tokens, int n, float *logits);
 /* Logits of the last evaluated position (n_vocab floats, owned by the session). */
 const float *deepc_session_logits(const deepc_session *s);
+
+/* Expert store counters (MoE), since session creation or the last reset.
+ * Versioned: set struct_size (fields past it are not written). */
+typedef struct deepc_expert_stats {
+    size_t struct_size;
+    bool streaming;             /* false: experts used in place from the mapping */
+    bool direct_io;             /* reads bypass the page cache */
+    int n_slots, n_pinned;      /* expert slots in the cache, of them pinned */
+    int n_io_threads;
+    uint64_t budget_bytes;      /* the session's expert_cache_bytes */
+    uint64_t cache_bytes;       /* slot memory allocated: never above budget_bytes */
+    uint64_t min_budget_bytes;  /* smallest budget that can make progress */
+    uint64_t expert_bytes;      /* all routed experts of the model */
+    uint64_t slot_bytes;        /* one expert record, rounded up to 4 KiB */
+    uint64_t tokens;            /* tokens evaluated */
+    uint64_t lookups;           /* (layer, expert) uses by the forward pass, once per batch */
+    uint64_t hits;              /* lookups found loaded or already on their way */
+    uint64_t misses;            /* lookups that had to read (lookups = hits + misses) */
+    uint64_t reads, bytes_read; /* all expert reads: demand, prefetch and pinning */
+    uint64_t read_errors;
+    double stall_s;             /* time the forward pass waited for reads */
+    uint64_t prefetch_issued;   /* experts read ahead by the router lookahead */
+    uint64_t prefetch_used;     /* ... that a later lookup used */
+    uint64_t prefetch_wasted;   /* ... evicted before any use */
+} deepc_expert_stats;
+deepc_status deepc_session_expert_stats(const deepc_session *s, deepc_expert_stats *st);
+/* Zeroes the counters above and the routing counts below. */
+deepc_status deepc_session_expert_stats_reset(deepc_session *s);
+/* How often each routed expert was selected (token, slot pairs), as counts
+ * [n_layers x n_expert] (dense layers stay 0); n must be n_layers * n_expert. */
+deepc_status deepc_session_expert_counts(const deepc_session *s, uint64_t *counts, size_t n);
+/* Writes those counts as a routing profile for expert_pin_profile. */
+deepc_status deepc_session_save_expert_profile(deepc_session *s, const char *path);
 
 /* ---- sampling ---------------------------------------------------------- */
 

@@ -278,6 +278,7 @@ void deepc_dqf_close(deepc_dqf *d) {
 }
 
 uint64_t deepc_dqf_file_size(const deepc_dqf *d) { return d->size; }
+int deepc_dqf_fd(const deepc_dqf *d) { return d->fd; }
 size_t deepc_dqf_n_tensors(const deepc_dqf *d) { return d->n_tensors; }
 const deepc_dqf_tensor *deepc_dqf_tensor_at(const deepc_dqf *d, size_t i) {
     return i < d->n_tensors ? &d->tensors[i] : NULL;

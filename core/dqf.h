@@ -57,6 +57,9 @@ deepc_dqf *deepc_dqf_open(const char *path, deepc_err *err);
 void deepc_dqf_close(deepc_dqf *d);                      /* NULL is a no-op */
 
 uint64_t deepc_dqf_file_size(const deepc_dqf *d);
+/* The read-only descriptor behind the mapping (owned by d: do not close);
+ * the expert store reads expert records through it. */
+int deepc_dqf_fd(const deepc_dqf *d);
 size_t deepc_dqf_n_tensors(const deepc_dqf *d);
 const deepc_dqf_tensor *deepc_dqf_tensor_at(const deepc_dqf *d, size_t i);
 const deepc_dqf_tensor *deepc_dqf_find(const deepc_dqf *d, const char *name);

@@ -6,11 +6,13 @@
 #include <math.h>
 #include <string.h>
 
+#include "expert_store.h"
 #include "forward.h"
 
 typedef struct {
     deepc_session *s;
-    const deepc_layer *L;
+    const deepc_wt *w;    /* gate, up, down views of active expert a at w[3a..3a+2] */
+    int a0, a1;           /* the chunk of s->active computed by this run */
     size_t xq_stride;     /* bytes per converted activation row */
     const void *xq;       /* gate/up: one row per token; down: one row per (token, slot) pair */
 } moe_task;
@@ -23,9 +25,9 @@ static void gate_up_run(void *arg, int ith, int nth) {
     const deepc_hparams *hp = &s->m->hp;
     int K = hp->route.top_k, FX = hp->n_ff_exp;
     int r0 = FX * ith / nth, r1 = FX * (ith + 1) / nth;
-    for (int a = 0; a < s->n_active; a++) {
+    for (int a = t->a0; a < t->a1; a++) {
         int e = s->active[a];
-        const deepc_wt *g = &t->L->x_gate[e], *u = &t->L->x_up[e];
+        const deepc_wt *g = &t->w[3 * a], *u = &t->w[3 * a + 1];
         deepc_vec_dot_fn dg = s->k->vec_dot[g->type], du = s->k->vec_dot[u->type];
         for (int r = r0; r < r1; r++) {
             const uint8_t *gr = (const uint8_t *)g->data + (size_t)r * g->row_bytes;
@@ -45,9 +47,9 @@ static void down_run(void *arg, int ith, int nth) {
     deepc_session *s = t->s;
     int E = s->m->hp.n_embd;
     int r0 = E * ith / nth, r1 = E * (ith + 1) / nth;
-    for (int a = 0; a < s->n_active; a++) {
+    for (int a = t->a0; a < t->a1; a++) {
         int e = s->active[a];
-        const deepc_wt *d = &t->L->x_down[e];
+        const deepc_wt *d = &t->w[3 * a + 2];
         deepc_vec_dot_fn dot = s->k->vec_dot[d->type];
         for (int r = r0; r < r1; r++) {
             const uint8_t *dr = (const uint8_t *)d->data + (size_t)r * d->row_bytes;
@@ -88,25 +90,59 @@ void deepc_ffn_moe(deepc_session *s, const deepc_layer *L, int n) {
         s->exp_pairs[s->exp_start[e] + s->exp_count[e]++] = p;
     }
 
-    /* routed experts: gate/up on each token's input, SwiGLU, down per pair */
-    deepc_type wt = L->x_gate[s->active[0]].type;
-    moe_task t = { s, L, 0, s->xb };
+    /* selections per expert (routing profiles) */
+    int l = (int)(L - s->m->layers);
+    for (int a = 0; a < s->n_active; a++)
+        s->exp_usage[(size_t)l * X + s->active[a]] += (uint64_t)s->exp_count[s->active[a]];
+    s->exp_lookups += (uint64_t)s->n_active;
+    if (s->exp_status) return;   /* an expert read failed earlier in this batch */
+
+    /* routed experts: gate/up on each token's input, SwiGLU, down per pair;
+     * a chunk of experts at a time when the expert store cannot hold all */
+    deepc_type wt = L->x_gate[s->active[0]].type, dt = L->x_down[s->active[0]].type;
+    const void *xin = s->xb;
+    size_t in_stride = (size_t)E * sizeof(float);
     if (s->k->act_type[wt] != DEEPC_TYPE_F32) {
-        t.xq_stride = deepc_act_convert(s, wt, s->xb, n, E, s->act);
-        t.xq = s->act;
-    } else {
-        t.xq_stride = (size_t)E * sizeof(float);
+        in_stride = deepc_act_convert(s, wt, s->xb, n, E, s->act);
+        xin = s->act;
     }
-    deepc_pool_run(s->pool, gate_up_run, &t);
-    deepc_swiglu(s->ex_g, s->ex_u, (size_t)n * K * FX);
-    deepc_type dt = L->x_down[s->active[0]].type;
-    t.xq = s->ex_g;
-    t.xq_stride = (size_t)FX * sizeof(float);
-    if (s->k->act_type[dt] != DEEPC_TYPE_F32) {
-        t.xq_stride = deepc_act_convert(s, dt, s->ex_g, n * K, FX, s->act2);
-        t.xq = s->act2;
+    bool conv = s->k->act_type[dt] != DEEPC_TYPE_F32;
+    size_t mid_stride = conv ? deepc_type_row_bytes(s->k->act_type[dt], (size_t)FX) : (size_t)FX * sizeof(float);
+    const void *mid = conv ? s->act2 : (const void *)s->ex_g;
+    moe_task t = { s, s->ex_w, 0, 0, 0, NULL };
+    for (int a0 = 0; a0 < s->n_active; a0 = t.a1) {
+        int cnt = s->n_active - a0;
+        if (s->store) {
+            cnt = deepc_expert_store_acquire(s->store, l, s->active + a0, cnt, a0 ? NULL : s->x, n, s->ex_w + 3 * (size_t)a0, &s->err);
+            if (cnt < 0) { s->exp_status = -cnt; return; }
+        } else {
+            for (int a = a0; a < s->n_active; a++) {
+                s->ex_w[3 * a] = L->x_gate[s->active[a]];
+                s->ex_w[3 * a + 1] = L->x_up[s->active[a]];
+                s->ex_w[3 * a + 2] = L->x_down[s->active[a]];
+            }
+        }
+        t.a0 = a0;
+        t.a1 = a0 + cnt;
+        t.xq = xin;
+        t.xq_stride = in_stride;
+        deepc_pool_run(s->pool, gate_up_run, &t);
+        if (cnt == s->n_active) {
+            deepc_swiglu(s->ex_g, s->ex_u, (size_t)n * K * FX);
+            if (conv) deepc_act_convert(s, dt, s->ex_g, n * K, FX, s->act2);
+        } else {   /* the same per-row operations on this chunk's pairs only */
+            for (int a = t.a0; a < t.a1; a++)
+                for (int i = s->exp_start[s->active[a]]; i < s->exp_start[s->active[a] + 1]; i++) {
+                    size_t p = (size_t)s->exp_pairs[i];
+                    deepc_swiglu(s->ex_g + p * FX, s->ex_u + p * FX, (size_t)FX);
+                    if (conv) deepc_act_convert(s, dt, s->ex_g + p * FX, 1, FX, (uint8_t *)s->act2 + p * mid_stride);
+                }
+        }
+        t.xq = mid;
+        t.xq_stride = mid_stride;
+        deepc_pool_run(s->pool, down_run, &t);
+        if (s->store) deepc_expert_store_release(s->store);
     }
-    deepc_pool_run(s->pool, down_run, &t);
 
     /* shared experts on every token (xb is no longer needed after this) */
     float *shared = NULL;

@@ -126,6 +126,12 @@ struct deepc_session {
     int32_t *active;                  /* active expert ids, ascending */
     int n_active;
     float *ex_g, *ex_u, *ex_y;        /* (B*top_k, n_ff_exp) x2, (B*top_k, n_embd) */
+    /* expert streaming (core/expert_store.h); store NULL = experts used in place */
+    struct deepc_expert_store *store;
+    deepc_wt *ex_w;                   /* (n_expert, 3) gate/up/down views of the active experts */
+    uint64_t *exp_usage;              /* (n_layers, n_expert) selections, for profiles */
+    uint64_t exp_budget, exp_tokens, exp_lookups;
+    int exp_status;                   /* nonzero: an expert read failed in this forward */
     void *act2;                       /* second activation buffer (per-pair inputs) */
     void *act;                        /* activations converted for vec_dot */
     float *logits;                    /* (n_vocab) last position */

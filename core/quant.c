@@ -1,6 +1,7 @@
 /* quant.c - the scalar ground truth for every tensor type of the .dqf format:
  * the type traits table, fp16/bf16 <-> fp32 conversion, and row
- * quantize/dequantize for F32, F16, BF16 and Q8_0.
+ * quantize/dequantize for F32, F16, BF16 and Q8_0 (the k-quants and fp8 are
+ * in quant_k.c).
  *
  * Everything here is portable C (no F16C or NEON conversions): SIMD backends in
  * arch/ may use hardware conversions, and they are tested against this file.
@@ -22,6 +23,11 @@ static const deepc_type_traits type_traits[DEEPC_TYPE_COUNT] = {
     [DEEPC_TYPE_F16]  = { "f16",  1,           sizeof(uint16_t),         false },
     [DEEPC_TYPE_BF16] = { "bf16", 1,           sizeof(uint16_t),         false },
     [DEEPC_TYPE_Q8_0] = { "q8_0", DEEPC_QK8_0, sizeof(deepc_block_q8_0), true  },
+    [DEEPC_TYPE_Q4_K] = { "q4_k", DEEPC_QK_K,  sizeof(deepc_block_q4_k), true  },
+    [DEEPC_TYPE_Q3_K] = { "q3_k", DEEPC_QK_K,  sizeof(deepc_block_q3_k), true  },
+    [DEEPC_TYPE_Q2_K] = { "q2_k", DEEPC_QK_K,  sizeof(deepc_block_q2_k), true  },
+    [DEEPC_TYPE_FP8_B128] = { "fp8_b128", DEEPC_QK_FP8, sizeof(deepc_block_fp8_b128), true },
+    [DEEPC_TYPE_Q8_K] = { "q8_k", DEEPC_QK_K,  sizeof(deepc_block_q8_k), true  },
 };
 
 const deepc_type_traits *deepc_type_info(int t) {
@@ -173,8 +179,13 @@ static void dequantize_block_q8_0(const deepc_block_q8_0 *b, float *y) {
 /* ---- rows -------------------------------------------------------------- */
 
 /* dst is byte-addressed through memcpy for the 16-bit types so callers may
- * pass any alignment (file data is aligned, scratch may not be). */
+ * pass any alignment (file data is aligned, scratch may not be). The k-quant
+ * and fp8 types live in quant_k.c. */
 void deepc_quantize_row(deepc_type t, const float *src, void *dst, size_t n) {
+    deepc_quantize_row_imp(t, src, dst, n, NULL);
+}
+
+void deepc_quantize_row_imp(deepc_type t, const float *src, void *dst, size_t n, const float *imp) {
     switch (t) {
     case DEEPC_TYPE_F32:
         memmove(dst, src, n * sizeof(float));
@@ -201,6 +212,11 @@ void deepc_quantize_row(deepc_type t, const float *src, void *dst, size_t n) {
             quantize_block_q8_0(src + i * DEEPC_QK8_0, &b[i]);
         break;
     }
+    case DEEPC_TYPE_Q4_K: deepc_quantize_row_q4_k(src, dst, n, imp); break;
+    case DEEPC_TYPE_Q3_K: deepc_quantize_row_q3_k(src, dst, n, imp); break;
+    case DEEPC_TYPE_Q2_K: deepc_quantize_row_q2_k(src, dst, n, imp); break;
+    case DEEPC_TYPE_FP8_B128: deepc_quantize_row_fp8_b128(src, dst, n); break;
+    case DEEPC_TYPE_Q8_K: deepc_quantize_row_q8_k(src, dst, n); break;
     default:
         break;
     }
@@ -235,6 +251,11 @@ void deepc_dequantize_row(deepc_type t, const void *src, float *dst, size_t n) {
             dequantize_block_q8_0(&b[i], dst + i * DEEPC_QK8_0);
         break;
     }
+    case DEEPC_TYPE_Q4_K: deepc_dequantize_row_q4_k(src, dst, n); break;
+    case DEEPC_TYPE_Q3_K: deepc_dequantize_row_q3_k(src, dst, n); break;
+    case DEEPC_TYPE_Q2_K: deepc_dequantize_row_q2_k(src, dst, n); break;
+    case DEEPC_TYPE_FP8_B128: deepc_dequantize_row_fp8_b128(src, dst, n); break;
+    case DEEPC_TYPE_Q8_K: deepc_dequantize_row_q8_k(src, dst, n); break;
     default:
         break;
     }

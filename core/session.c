@@ -1,13 +1,15 @@
 /* session.c - the public session API: creation (all scratch and the KV cache
  * sized once), evaluation in batches, sampling and streaming generation. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "expert_store.h"
 #include "model.h"
 
 deepc_session_params deepc_session_default_params(void) {
-    deepc_session_params p = { sizeof p, 0, 0, 0, NULL, false };
+    deepc_session_params p = { .struct_size = sizeof p };
     return p;
 }
 
@@ -82,6 +84,8 @@ deepc_status deepc_session_create(deepc_model *m, const deepc_session_params *pp
         s->ex_u = xcalloc(B * K * FX, sizeof(float), &ok);
         s->ex_y = xcalloc(B * K * E, sizeof(float), &ok);
         s->act2 = xcalloc(B * K * FX, sizeof(float), &ok);
+        s->ex_w = xcalloc(3 * X, sizeof(deepc_wt), &ok);
+        s->exp_usage = xcalloc(L * X, sizeof(uint64_t), &ok);
         if (p.mla_expanded) {
             s->mla_tmp_floats = R * hd + V * R + C * (hd + V) + C + R + rope;
             s->mla_tmp = xcalloc((size_t)nt * s->mla_tmp_floats, sizeof(float), &ok);
@@ -111,6 +115,20 @@ deepc_status deepc_session_create(deepc_model *m, const deepc_session_params *pp
         deepc_set_open_error("session: out of memory for the KV cache and scratch buffers (try a smaller --ctx)");
         return DEEPC_ERR_NOMEM;
     }
+    s->exp_budget = p.expert_cache_bytes;
+    if (mla) {
+        deepc_expert_store_params ep = { p.expert_cache_bytes, p.expert_pin_profile, p.expert_io_threads,
+                                         p.n_batch, !p.expert_no_prefetch, p.expert_buffered_io };
+        deepc_err e = { "" };
+        int rc = deepc_expert_store_create(m, &ep, &s->store, &e);
+        if (rc) {
+            deepc_session_destroy(s);
+            char msg[sizeof e.msg + 16];
+            snprintf(msg, sizeof msg, "session: %s", e.msg);
+            deepc_set_open_error(msg);
+            return (deepc_status)rc;
+        }
+    }
     /* angles in fp32 as HF computes them (position * inv_freq), trig in
      * double; YaRN's mscale multiplies cos and sin as in the HF code */
     for (size_t pos = 0; pos < C; pos++)
@@ -125,6 +143,7 @@ deepc_status deepc_session_create(deepc_model *m, const deepc_session_params *pp
 
 void deepc_session_destroy(deepc_session *s) {
     if (!s) return;
+    deepc_expert_store_destroy(s->store);
     deepc_pool_destroy(s->pool);
     deepc_sampler_destroy(s->sampler);
     free(s->k_cache); free(s->v_cache); free(s->rope_cos); free(s->rope_sin);
@@ -133,7 +152,7 @@ void deepc_session_destroy(deepc_session *s) {
     free(s->kv_lat); free(s->q_a); free(s->ckv); free(s->q_lat); free(s->o_lat); free(s->mla_tmp);
     free(s->router_logits); free(s->route_w); free(s->route_ids); free(s->route_scratch);
     free(s->exp_count); free(s->exp_start); free(s->exp_pairs); free(s->active);
-    free(s->ex_g); free(s->ex_u); free(s->ex_y); free(s->act2);
+    free(s->ex_g); free(s->ex_u); free(s->ex_y); free(s->act2); free(s->ex_w); free(s->exp_usage);
     free(s);
 }
 
@@ -156,9 +175,18 @@ deepc_status deepc_session_eval(deepc_session *s, const int32_t *tokens, int n, 
         return (deepc_status)deepc_errf(&s->err, DEEPC_ERR_CONTEXT_FULL, "context full: %d tokens in the cache + %d new exceed the context of %d", s->pos, n, s->n_ctx);
     size_t V = (size_t)s->m->hp.n_vocab;
     for (int i = 0; i < n; i += s->n_batch) {
-        int c = n - i < s->n_batch ? n - i : s->n_batch;
+        int c = n - i < s->n_batch ? n - i : s->n_batch, pos0 = s->pos;
+        s->exp_status = 0;
         int rc = deepc_forward(s, tokens + i, c, logits ? logits + (size_t)i * V : NULL);
         if (rc) return (deepc_status)rc;
+        if (s->exp_status) {
+            /* an expert could not be read: forget the batch as if never fed */
+            s->pos = pos0;
+            s->have_logits = false;
+            return (deepc_status)s->exp_status;
+        }
+        s->exp_tokens += (uint64_t)c;
+        if (s->store) deepc_expert_store_tokens(s->store, c);
     }
     return DEEPC_OK;
 }
@@ -208,4 +236,44 @@ deepc_status deepc_generate(deepc_session *s, const int32_t *prompt, int n_promp
     st.gen_s = deepc_now() - t0;
     if (stats) *stats = st;
     return rc;
+}
+
+/* ---- expert store statistics and routing profiles ---------------------- */
+
+deepc_status deepc_session_expert_stats(const deepc_session *s, deepc_expert_stats *out) {
+    if (!s || !out) return DEEPC_ERR_INVALID_ARG;
+    size_t sz = out->struct_size ? out->struct_size : sizeof *out;
+    deepc_expert_stats r;
+    memset(&r, 0, sizeof r);
+    r.expert_bytes = deepc_expert_store_total_bytes(s->m);
+    if (s->store) deepc_expert_store_stats(s->store, &r);
+    else r.hits = s->exp_lookups;         /* everything is mapped: every lookup hits */
+    r.struct_size = sz;
+    r.budget_bytes = s->exp_budget;
+    r.tokens = s->exp_tokens;
+    r.lookups = s->exp_lookups;
+    memcpy(out, &r, sz < sizeof r ? sz : sizeof r);
+    return DEEPC_OK;
+}
+
+deepc_status deepc_session_expert_stats_reset(deepc_session *s) {
+    if (!s) return DEEPC_ERR_INVALID_ARG;
+    s->exp_tokens = s->exp_lookups = 0;
+    if (s->exp_usage) memset(s->exp_usage, 0, (size_t)s->m->hp.n_layers * s->m->hp.route.n_experts * sizeof *s->exp_usage);
+    if (s->store) deepc_expert_store_reset_stats(s->store);
+    return DEEPC_OK;
+}
+
+deepc_status deepc_session_expert_counts(const deepc_session *s, uint64_t *counts, size_t n) {
+    if (!s || !counts) return DEEPC_ERR_INVALID_ARG;
+    size_t want = s->exp_usage ? (size_t)s->m->hp.n_layers * s->m->hp.route.n_experts : 0;
+    if (n != want) return DEEPC_ERR_INVALID_ARG;
+    if (want) memcpy(counts, s->exp_usage, want * sizeof *counts);
+    return DEEPC_OK;
+}
+
+deepc_status deepc_session_save_expert_profile(deepc_session *s, const char *path) {
+    if (!s || !path) return DEEPC_ERR_INVALID_ARG;
+    if (!s->exp_usage) return (deepc_status)deepc_errf(&s->err, DEEPC_ERR_INVALID_ARG, "this model has no routed experts to profile");
+    return (deepc_status)deepc_expert_profile_save(s->m, s->exp_usage, s->exp_tokens, path, &s->err);
 }

@@ -8,6 +8,11 @@
  * - Q8_0 integer block dots: exactly (checked against an integer dot computed
  *   here, one block at a time, and over whole rows whose sums stay exact).
  * - Q8_0 activation quantizer: bit for bit with deepc_quantize_row.
+ * - Q4_K / Q3_K / Q2_K / Q8_K x Q8_K: each super-block's integer sums
+ *   exactly (the same two checks as Q8_0), rows within a summation-order
+ *   bound; the Q8_K quantizer bit for bit.
+ * - FP8_B128 x F32: decode exact, rows within the float bound; NaN codes
+ *   give NaN.
  * - Everything else in fp32: within a bound from summation order alone (the
  *   SIMD kernels add the same products in a different order, with FMA). */
 #include <setjmp.h>
@@ -383,6 +388,397 @@ static void test_quantize_act_is_bit_identical(void **state) {
     }
 }
 
+/* ---- k-quants (Q4_K, Q3_K, Q2_K; Q8_K weights) x Q8_K ------------------- */
+
+/* Row lengths are whole 256-element super-blocks; 11264 = 44 x 256 is the
+ * longest (the unrolled SIMD loops see every position). */
+#define K_MAX_NB 44
+static const size_t k_lens[] = { 256, 512, 1280, 4096, 11008, 11264 };
+static const deepc_type k_types[] = { DEEPC_TYPE_Q4_K, DEEPC_TYPE_Q3_K, DEEPC_TYPE_Q2_K, DEEPC_TYPE_Q8_K };
+#define N_K_TYPES (sizeof k_types / sizeof k_types[0])
+static _Alignas(64) unsigned char kw[K_MAX_NB * sizeof(deepc_block_q8_k)];
+static deepc_block_q8_k kx[K_MAX_NB];
+
+static size_t k_block_bytes(deepc_type t) {
+    return deepc_type_info((int)t)->block_bytes;
+}
+
+/* Recomputes the activation's 16-element sums from its codes (raw blocks
+ * are written byte by byte; the kernels rely on the sums). */
+static void fix_bsums(deepc_block_q8_k *b) {
+    for (int j = 0; j < DEEPC_QK_K / 16; j++) {
+        int s = 0;
+        for (int i = 0; i < 16; i++) s += b->qs[16 * j + i];
+        b->bsums[j] = (int16_t)s;
+    }
+}
+
+/* Random weight blocks: every byte random (codes, packed scales and mins),
+ * then the super-scales set to `d` (fp16, or fp32 1.0 for Q8_K weights,
+ * whose codes are limited to the int8 range a quantizer can produce, plus
+ * -128, which a file may hold). Activations: codes in [-xlim, xlim]. */
+static void fill_k_raw(deepc_type t, size_t nb, int xlim, uint16_t d, int sc_lim) {
+    size_t bb = k_block_bytes(t);
+    for (size_t i = 0; i < nb * bb; i++) kw[i] = (unsigned char)rng_next();
+    for (size_t b = 0; b < nb; b++) {
+        unsigned char *blk = kw + b * bb;
+        if (t == DEEPC_TYPE_Q4_K) {
+            deepc_block_q4_k *q = (deepc_block_q4_k *)blk;
+            q->d = q->dmin = d;
+            if (sc_lim < 63) /* small scales and mins: clear the top bits of every 6-bit field */
+                for (int j = 0; j < 12; j++) q->scales[j] &= (uint8_t)(j < 8 ? (0x3f & sc_lim) : (sc_lim | (sc_lim << 4)));
+        } else if (t == DEEPC_TYPE_Q3_K) {
+            deepc_block_q3_k *q = (deepc_block_q3_k *)blk;
+            q->d = d;
+            if (sc_lim < 63) /* scales 32 +- small: low nibble small, top bits 2 (= 32) */
+                for (int j = 0; j < 12; j++) q->scales[j] = j < 8 ? (uint8_t)(rng_int(0, sc_lim) | (rng_int(0, sc_lim) << 4)) : 0xaa;
+        } else if (t == DEEPC_TYPE_Q2_K) {
+            deepc_block_q2_k *q = (deepc_block_q2_k *)blk;
+            q->d = q->dmin = d;
+            if (sc_lim < 15)
+                for (int j = 0; j < 16; j++) q->scales[j] &= (uint8_t)(sc_lim | (sc_lim << 4));
+        } else {
+            deepc_block_q8_k *q = (deepc_block_q8_k *)blk;
+            q->d = deepc_fp16_to_fp32(d);
+            fix_bsums(q);
+        }
+    }
+    for (size_t b = 0; b < nb; b++) {
+        for (int i = 0; i < DEEPC_QK_K; i++) kx[b].qs[i] = (int8_t)rng_int(-xlim, xlim);
+        kx[b].d = 1.0f;
+        fix_bsums(&kx[b]);
+    }
+}
+
+/* The exact dot of weight block b (super-scales 1, so its dequantized
+ * values are small integers) with activation block b (scale 1), in int64,
+ * through the reference dequantizer: checks the kernels and the layout
+ * definition against each other. */
+static int64_t k_int_block_dot(deepc_type t, size_t b) {
+    float wd[DEEPC_QK_K];
+    deepc_dequantize_row(t, kw + b * k_block_bytes(t), wd, DEEPC_QK_K);
+    int64_t s = 0;
+    for (int i = 0; i < DEEPC_QK_K; i++) s += (int64_t)wd[i] * kx[b].qs[i];
+    return s;
+}
+
+/* Every super-block's integer dot, one at a time, in place (as for Q8_0):
+ * all super-scales 1, the activation scale 1 for block i and 0 elsewhere,
+ * so each kernel must return exactly that block's integer dot. Activations
+ * are limited to +-31 so every partial sum (any order) stays below 2^24;
+ * block 0 also holds the extremes: largest codes, scales and mins against
+ * -128 (maddubs must not saturate; -127 for Q8_K weights, whose activation
+ * side may not be -128, as for Q8_0). */
+static void test_k_block_integer_dots_are_exact(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    const deepc_kernels *ref = deepc_kernels_scalar();
+    for (size_t ti = 0; ti < N_K_TYPES; ti++) {
+        deepc_type t = k_types[ti];
+        for (size_t li = 0; li < sizeof k_lens / sizeof k_lens[0]; li++) {
+            size_t n = k_lens[li], nb = n / DEEPC_QK_K;
+            fill_k_raw(t, nb, 31, 0x3c00, 63);
+            /* extremes in block 0: the first 32 elements (two q3/q2 sub-blocks,
+             * one q4 sub-block) at the largest code times -128 */
+            memset(kx[0].qs, t == DEEPC_TYPE_Q8_K ? 0x81 : 0x80, 32); /* q8_k x q8_k: x is never -128 */
+            fix_bsums(&kx[0]);
+            if (t == DEEPC_TYPE_Q4_K) {
+                deepc_block_q4_k *q = (deepc_block_q4_k *)kw;
+                memset(q->qs, 0xff, 32);                   /* codes 15 (low nibbles: elements 0-31) */
+                q->scales[0] |= 0x3f;                      /* sc0 = 63 */
+                q->scales[4] |= 0x3f;                      /* mn0 = 63 */
+            } else if (t == DEEPC_TYPE_Q3_K) {
+                deepc_block_q3_k *q = (deepc_block_q3_k *)kw;
+                for (int l = 0; l < 32; l++) { q->qs[l] &= (uint8_t)~3u; q->hmask[l] &= (uint8_t)~1u; } /* code 0: -4 */
+                q->scales[0] &= 0xf0; q->scales[1] &= 0xf0; q->scales[8] &= (uint8_t)~15u; /* sc0 = sc1 = -32 */
+            } else if (t == DEEPC_TYPE_Q2_K) {
+                deepc_block_q2_k *q = (deepc_block_q2_k *)kw;
+                for (int l = 0; l < 32; l++) q->qs[l] |= 3;
+                q->scales[0] = q->scales[1] = 0xff;
+            } else {
+                deepc_block_q8_k *q = (deepc_block_q8_k *)kw;
+                memset(q->qs, 0x80, 32);                   /* -128 x -127 */
+                fix_bsums(q);
+            }
+            for (size_t b = 0; b < nb; b++) kx[b].d = 0.0f;
+            for (size_t i = 0; i < nb; i++) {
+                kx[i].d = 1.0f;
+                float want = (float)k_int_block_dot(t, i);
+                float got = k->vec_dot[t](n, kw, kx), scal = ref->vec_dot[t](n, kw, kx);
+                kx[i].d = 0.0f;
+                if (got != want || scal != want)
+                    fail_msg("%s %s n=%zu block %zu: integer dot %.0f, simd %.9g, scalar %.9g", c->name,
+                             deepc_type_info((int)t)->name, n, i, want, got, scal);
+                c->checks++;
+            }
+        }
+    }
+}
+
+/* Whole rows, all super-scales 1, small sub-block scales (<= 3) and
+ * activations (+-7): |sum| of all terms < 44 * 256 * 48 * 7 < 2^24, so any
+ * summation order is exact and the result must equal the integer dot. */
+static void test_k_unit_scale_rows_are_exact(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    for (size_t ti = 0; ti < N_K_TYPES; ti++) {
+        deepc_type t = k_types[ti];
+        for (size_t li = 0; li < sizeof k_lens / sizeof k_lens[0]; li++) {
+            size_t n = k_lens[li], nb = n / DEEPC_QK_K;
+            fill_k_raw(t, nb, 7, 0x3c00, 3);
+            int64_t want = 0;
+            for (size_t b = 0; b < nb; b++) want += k_int_block_dot(t, b);
+            float got = k->vec_dot[t](n, kw, kx);
+            if (got != (float)want)
+                fail_msg("%s %s n=%zu: integer dot %lld, simd %.9g", c->name, deepc_type_info((int)t)->name, n, (long long)want, got);
+            c->checks++;
+        }
+    }
+}
+
+/* S = sum over super-blocks of |d_x| * (|d| * sum_j |sc_j| sum |q x| +
+ * |dmin| * sum_j |mn_j bsum_j|): the magnitude of the terms both kernels
+ * sum, before the cancellation of the min term (q3_k: q - 4 in place of q,
+ * no min term; q8_k: d * sum |q x|). */
+static double k_abs_terms(deepc_type t, size_t nb) {
+    double s = 0.0;
+    for (size_t b = 0; b < nb; b++) {
+        const deepc_block_q8_k *x = &kx[b];
+        float wd[DEEPC_QK_K];
+        const unsigned char *blk = kw + b * k_block_bytes(t);
+        double main = 0.0, mins = 0.0;
+        if (t == DEEPC_TYPE_Q8_K) {
+            const deepc_block_q8_k *q = (const deepc_block_q8_k *)blk;
+            for (int i = 0; i < DEEPC_QK_K; i++) main += fabs((double)q->qs[i] * x->qs[i]);
+            main *= fabs((double)q->d);
+        } else {
+            /* the dequantized value without the min is |d * sc * q|: dequantize
+             * with dmin = 0 to get it, then the min term separately */
+            unsigned char tmp[sizeof(deepc_block_q4_k)];
+            memcpy(tmp, blk, k_block_bytes(t));
+            if (t == DEEPC_TYPE_Q4_K) ((deepc_block_q4_k *)tmp)->dmin = 0;
+            if (t == DEEPC_TYPE_Q2_K) ((deepc_block_q2_k *)tmp)->dmin = 0;
+            deepc_dequantize_row(t, tmp, wd, DEEPC_QK_K);
+            for (int i = 0; i < DEEPC_QK_K; i++) main += fabs((double)wd[i] * x->qs[i]);
+            if (t == DEEPC_TYPE_Q4_K) {
+                const deepc_block_q4_k *q = (const deepc_block_q4_k *)blk;
+                uint8_t sc[8], mn[8];
+                deepc_q4_k_unpack_scales(q->scales, sc, mn);
+                for (int j = 0; j < 8; j++) mins += mn[j] * fabs((double)x->bsums[2 * j] + x->bsums[2 * j + 1]);
+                mins *= fabs((double)deepc_fp16_to_fp32(q->dmin));
+            } else if (t == DEEPC_TYPE_Q2_K) {
+                const deepc_block_q2_k *q = (const deepc_block_q2_k *)blk;
+                for (int j = 0; j < 16; j++) mins += (q->scales[j] >> 4) * fabs((double)x->bsums[j]);
+                mins *= fabs((double)deepc_fp16_to_fp32(q->dmin));
+            }
+        }
+        s += fabs((double)x->d) * (main + mins);
+    }
+    return s;
+}
+
+/* Weights quantized from floats of several scales, or raw blocks with
+ * random finite fp16 super-scales; activations from the reference Q8_K
+ * quantizer. */
+static void fill_k_case(deepc_type t, qdata_kind kind, size_t n) {
+    static float wf[K_MAX_NB * DEEPC_QK_K], xf[K_MAX_NB * DEEPC_QK_K];
+    size_t nb = n / DEEPC_QK_K;
+    for (size_t b = 0; b < nb; b++) {
+        int ew = kind == QDATA_LARGE ? 14 : kind == QDATA_SMALL ? -14 : kind == QDATA_MIXED ? rng_int(-12, 12) : 0;
+        int ex = kind == QDATA_MIXED ? rng_int(-16, 16) : kind == QDATA_LARGE ? 10 : 0;
+        for (int j = 0; j < DEEPC_QK_K; j++) {
+            wf[b * DEEPC_QK_K + j] = ldexpf(gen_value(DATA_UNIT, true, false), ew);
+            xf[b * DEEPC_QK_K + j] = ldexpf(gen_value(DATA_UNIT, false, false), ex);
+        }
+    }
+    deepc_quantize_row(DEEPC_TYPE_Q8_K, xf, kx, n);
+    if (kind != QDATA_RAW) {
+        deepc_quantize_row(t, wf, kw, n);
+        return;
+    }
+    size_t bb = k_block_bytes(t);
+    for (size_t i = 0; i < nb * bb; i++) kw[i] = (unsigned char)rng_next();
+    for (size_t b = 0; b < nb; b++) {
+        unsigned char *blk = kw + b * bb;
+        uint16_t d = (uint16_t)(rng_next() % 0x7c00u) | (uint16_t)((rng_next() & 1) << 15);
+        uint16_t dm = (uint16_t)(rng_next() % 0x7c00u);
+        if (t == DEEPC_TYPE_Q4_K) { ((deepc_block_q4_k *)blk)->d = d; ((deepc_block_q4_k *)blk)->dmin = dm; }
+        else if (t == DEEPC_TYPE_Q3_K) ((deepc_block_q3_k *)blk)->d = d;
+        else if (t == DEEPC_TYPE_Q2_K) { ((deepc_block_q2_k *)blk)->d = d; ((deepc_block_q2_k *)blk)->dmin = dm; }
+        else {
+            deepc_block_q8_k *q = (deepc_block_q8_k *)blk;
+            q->d = deepc_fp16_to_fp32(d);
+            for (int i = 0; i < DEEPC_QK_K; i++) if (q->qs[i] == -128) q->qs[i] = -127; /* as quantized */
+            fix_bsums(q);
+        }
+    }
+}
+
+/* The kernels agree on every super-block's integer sums and on d_w * d_x;
+ * they differ in how the scaled terms are summed: the scalar kernel one
+ * rounded expression per super-block in order, SIMD up to 16 lane terms per
+ * super-block (plus as many min terms) through FMA into accumulators reduced
+ * at the end, and the scalar conversion of an integer sum above 2^24 rounds
+ * once more. By the argument of float_tolerance, with at most 32 terms per
+ * super-block: |simd - scalar| <= 8*sqrt(32*nb)*u*S, S from k_abs_terms. */
+static void test_k_vec_dot_matches_scalar(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    const deepc_kernels *ref = deepc_kernels_scalar();
+    for (size_t ti = 0; ti < N_K_TYPES; ti++) {
+        deepc_type t = k_types[ti];
+        assert_int_equal(k->act_type[t], DEEPC_TYPE_Q8_K);
+        for (size_t li = 0; li < sizeof k_lens / sizeof k_lens[0]; li++) {
+            size_t n = k_lens[li], nb = n / DEEPC_QK_K;
+            for (int kind = 0; kind < QDATA_KINDS; kind++) {
+                fill_k_case(t, (qdata_kind)kind, n);
+                double s = k_abs_terms(t, nb);
+                float want = ref->vec_dot[t](n, kw, kx);
+                float got = k->vec_dot[t](n, kw, kx);
+                double tol = 8.0 * sqrt(32.0 * (double)nb) * 0x1p-24 * s;
+                if (!(fabs((double)got - (double)want) <= tol))
+                    fail_msg("%s %s n=%zu %s data: got %.9g, scalar %.9g, |diff| %g > tol %g", c->name,
+                             deepc_type_info((int)t)->name, n, qkind_names[kind], got, want,
+                             fabs((double)got - (double)want), tol);
+                note_error(c, fabs((double)got - (double)want), tol);
+                c->checks++;
+            }
+        }
+    }
+}
+
+/* ---- FP8_B128 x F32 ----------------------------------------------------- */
+
+static const size_t fp8_lens[] = { 128, 256, 384, 1280, 4096, 11008 };
+#define FP8_MAX_NB (11264 / DEEPC_QK_FP8)
+static deepc_block_fp8_b128 fw[FP8_MAX_NB];
+
+/* Weights: quantized from floats of every data kind (fp32 scales follow the
+ * data down to subnormal products), or raw codes (no NaN code) with random
+ * scales 2^[-20, 20]. Returns S = sum|d * e4m3 * x| and the largest |d|. */
+static double fill_fp8_case(int kind, size_t n, float *x, double *dmax) {
+    static float wf[FP8_MAX_NB * DEEPC_QK_FP8];
+    size_t nb = n / DEEPC_QK_FP8;
+    for (size_t i = 0; i < n; i++) {
+        data_kind dk = kind < DATA_KINDS ? (data_kind)kind : DATA_UNIT;
+        if (dk == DATA_CANCEL && i % 2 == 1) {
+            wf[i] = wf[i - 1];
+            x[i] = -x[i - 1];
+            continue;
+        }
+        wf[i] = gen_value(dk == DATA_CANCEL ? DATA_UNIT : dk, true, false);
+        x[i] = gen_value(dk == DATA_CANCEL ? DATA_UNIT : dk, false, false);
+    }
+    deepc_quantize_row(DEEPC_TYPE_FP8_B128, wf, fw, n);
+    if (kind == DATA_KINDS) /* raw */
+        for (size_t b = 0; b < nb; b++) {
+            fw[b].d = ldexpf(rng_unit(), rng_int(-20, 20));
+            for (int i = 0; i < DEEPC_QK_FP8; i++) {
+                uint8_t v = (uint8_t)rng_next();
+                fw[b].qs[i] = (v & 0x7f) == 0x7f ? (uint8_t)(v - 1) : v;
+            }
+        }
+    deepc_dequantize_row(DEEPC_TYPE_FP8_B128, fw, wf, n);
+    double s = 0.0;
+    *dmax = 0.0;
+    for (size_t i = 0; i < n; i++) s += fabs((double)wf[i] * x[i]);
+    for (size_t b = 0; b < nb; b++) *dmax = fmax(*dmax, fabs((double)fw[b].d));
+    return s;
+}
+
+/* Both kernels sum the decoded codes times x per block in fp32 (the decode
+ * is exact on both sides), then scale by d: float_tolerance's argument,
+ * with S over the dequantized weights; the products falling into fp32
+ * subnormals are rounded by the scalar kernel and not by FMA, an absolute
+ * 2^-149 each, magnified by the block scale afterwards. */
+static void test_fp8_vec_dot_matches_scalar(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    const deepc_kernels *ref = deepc_kernels_scalar();
+    static _Alignas(64) float xmem[FP8_MAX_NB * DEEPC_QK_FP8 + 16];
+    float *x = xmem + 1;
+    assert_int_equal(k->act_type[DEEPC_TYPE_FP8_B128], DEEPC_TYPE_F32);
+    for (size_t li = 0; li < sizeof fp8_lens / sizeof fp8_lens[0]; li++) {
+        size_t n = fp8_lens[li];
+        for (int kind = 0; kind <= DATA_KINDS; kind++) {
+            double dmax;
+            double s = fill_fp8_case(kind, n, x, &dmax);
+            float want = ref->vec_dot[DEEPC_TYPE_FP8_B128](n, fw, x);
+            float got = k->vec_dot[DEEPC_TYPE_FP8_B128](n, fw, x);
+            double tol = float_tolerance(n, s) + (double)n * 0x1p-149 * (1.0 + dmax);
+            if (!(fabs((double)got - (double)want) <= tol))
+                fail_msg("%s fp8_b128 n=%zu %s data: got %.9g, scalar %.9g, |diff| %g > tol %g", c->name, n,
+                         kind < DATA_KINDS ? kind_names[kind] : "raw", got, want, fabs((double)got - (double)want), tol);
+            note_error(c, fabs((double)got - (double)want), tol);
+            c->checks++;
+        }
+    }
+}
+
+/* A NaN code (0x7f or 0xff) anywhere makes the dot NaN, and an infinite
+ * activation against a nonzero code gives an infinity of the product's
+ * sign, as in the scalar kernel. */
+static void test_fp8_non_finite_values_propagate(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    const deepc_kernels *ref = deepc_kernels_scalar();
+    static float x[1280];
+    const size_t n = 1280;
+    for (size_t pos = 3; pos < n; pos += 131) {
+        for (int which = 0; which < 3; which++) {
+            double dmax;
+            fill_fp8_case(DATA_KINDS, n, x, &dmax);
+            if (which < 2) {
+                fw[pos / DEEPC_QK_FP8].qs[pos % DEEPC_QK_FP8] = which ? 0xff : 0x7f;
+            } else {
+                fw[pos / DEEPC_QK_FP8].qs[pos % DEEPC_QK_FP8] = 0x38; /* +1.0 */
+                x[pos] = -INFINITY;
+            }
+            float want = ref->vec_dot[DEEPC_TYPE_FP8_B128](n, fw, x), got = k->vec_dot[DEEPC_TYPE_FP8_B128](n, fw, x);
+            bool ok = which < 2 ? isnan(want) && isnan(got) : isinf(want) && want < 0 && isinf(got) && got < 0;
+            if (!ok) fail_msg("%s fp8_b128 case %d at %zu: got %g, scalar %g", c->name, which, pos, got, want);
+            c->checks++;
+        }
+    }
+    /* a NaN super-scale poisons a k-quant row */
+    for (size_t ti = 0; ti < N_K_TYPES - 1; ti++) {
+        deepc_type t = k_types[ti];
+        fill_k_case(t, QDATA_UNIT, 1280);
+        uint16_t nan16 = 0x7e00;
+        memcpy(kw + 2 * k_block_bytes(t) + (t == DEEPC_TYPE_Q3_K ? 108 : t == DEEPC_TYPE_Q2_K ? 80 : 0), &nan16, 2);
+        assert_true(isnan(ref->vec_dot[t](1280, kw, kx)));
+        assert_true(isnan(k->vec_dot[t](1280, kw, kx)));
+        c->checks++;
+    }
+}
+
+/* The Q8_K activation quantizer, bit for bit, over the rows of
+ * fill_quantize_case (NaN, inf, subnormals, huge values, ties). */
+static void test_q8_k_quantize_act_is_bit_identical(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    static float x[K_MAX_NB * DEEPC_QK_K];
+    static deepc_block_q8_k want[K_MAX_NB], got[K_MAX_NB];
+    for (size_t li = 0; li < sizeof k_lens / sizeof k_lens[0]; li++) {
+        size_t n = k_lens[li], bytes = deepc_type_row_bytes(DEEPC_TYPE_Q8_K, n);
+        for (int kind = 0; kind < 6; kind++) {
+            fill_quantize_case(kind, x, n);
+            memset(want, 0xaa, bytes);
+            memset(got, 0x55, bytes);
+            deepc_quantize_row(DEEPC_TYPE_Q8_K, x, want, n);
+            k->quantize_act[DEEPC_TYPE_Q8_K](x, got, n);
+            if (memcmp(want, got, bytes) != 0) {
+                const unsigned char *a = (const unsigned char *)want, *b = (const unsigned char *)got;
+                size_t i = 0;
+                while (a[i] == b[i]) i++;
+                fail_msg("%s quantize_act[q8_k] n=%zu case %d: first differing byte %zu (0x%02x, reference 0x%02x)",
+                         c->name, n, kind, i, b[i], a[i]);
+            }
+            c->checks++;
+        }
+    }
+}
+
 /* ---- edge behaviour ----------------------------------------------------- */
 
 /* NaN anywhere gives NaN, and an infinite product (with finite others) gives
@@ -519,7 +915,10 @@ static void test_selection_follows_cpu_features(void **state) {
     KT(i, isa, test_f16_vec_dot_matches_scalar), KT(i, isa, test_bf16_vec_dot_matches_scalar), \
     KT(i, isa, test_q8_0_block_integer_dots_are_exact), KT(i, isa, test_q8_0_unit_scale_rows_are_exact), \
     KT(i, isa, test_q8_0_vec_dot_matches_scalar), KT(i, isa, test_quantize_act_is_bit_identical), \
-    KT(i, isa, test_non_finite_values_propagate), KT(i, isa, test_length_zero_gives_zero)
+    KT(i, isa, test_non_finite_values_propagate), KT(i, isa, test_length_zero_gives_zero), \
+    KT(i, isa, test_k_block_integer_dots_are_exact), KT(i, isa, test_k_unit_scale_rows_are_exact), \
+    KT(i, isa, test_k_vec_dot_matches_scalar), KT(i, isa, test_fp8_vec_dot_matches_scalar), \
+    KT(i, isa, test_fp8_non_finite_values_propagate), KT(i, isa, test_q8_k_quantize_act_is_bit_identical)
 
 int main(void) {
     _Static_assert(N_ISAS == 3, "add the new backend's PER_ISA line below");
