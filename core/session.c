@@ -226,7 +226,10 @@ deepc_status deepc_generate(deepc_session *s, const int32_t *prompt, int n_promp
         st.n_gen++;
         bool eog = deepc_token_is_eog(s->m, tok);
         size_t len = 0;
-        if (s->m->tok && !eog) len = deepc_tokenizer_decode_push(s->m->tok, &s->detok, tok, piece, sizeof piece);
+        /* control tokens (flagged special) are not text; <think> and the like
+         * are added but not special, and stay visible */
+        bool special = s->m->tok && (uint32_t)tok < s->m->td.n_vocab && (s->m->td.flags[tok] & DEEPC_TOKF_SPECIAL);
+        if (s->m->tok && !eog && !special) len = deepc_tokenizer_decode_push(s->m->tok, &s->detok, tok, piece, sizeof piece);
         if (cb && !cb(user, tok, piece, len)) break;
         if (eog) { st.hit_eos = true; break; }
         if (st.n_gen == n_max) break;
