@@ -108,9 +108,11 @@ static bool affine_refit(const float *x, const double *w, const int *q, int n, f
 }
 
 /* Searches s and m for one sub-block: the range mapped onto nmax + delta
- * levels for GRID_STEPS deltas in [-1, 1], each rounding refit by least
- * squares twice (round, refit, round again, refit). The plain min/max fit is
- * the first candidate, so the result is never worse than it. */
+ * levels for 11 deltas in [-1, 1], each rounding refit by least squares
+ * twice (round, refit, round again, refit). The plain min/max fit is the
+ * first candidate, so the result is never worse than it. On Gaussian data
+ * 21 deltas lowered the RMS error by under 0.1% for about twice the time;
+ * 5 raised it by up to 0.4% (q2_k). */
 #define GRID_HALF 5            /* deltas k / GRID_HALF, k = -GRID_HALF .. GRID_HALF */
 static void fit_affine(const float *x, const double *w, int n, int nmax, float *s_out, float *m_out) {
     float lo = x[0], hi = x[0];

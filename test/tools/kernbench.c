@@ -12,8 +12,10 @@
  *            kernel's own speed with memory out of the way.
  * Reference lines: a plain 64-bit read loop and libc's memchr over the pool
  * (what one core can pull from memory with no arithmetic to do).
- * Each figure is the best of several timed passes. A benchmark, not a test:
- * it never fails on speed. */
+ * Each figure is the best of several timed passes; the last column turns
+ * the cache figure into billions of weights per second (GB/s over bytes per
+ * weight), which compares kernels of different widths. A benchmark, not a
+ * test: it never fails on speed. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -74,6 +76,40 @@ static void fill_weights(deepc_type t, unsigned char *p, size_t bytes) {
                 r >>= 8;
             }
             b[i].d = deepc_fp32_to_fp16(0.01f + 0.001f * (float)(i % 7));
+        }
+        break;
+    }
+    case DEEPC_TYPE_Q4_K:
+    case DEEPC_TYPE_Q3_K:
+    case DEEPC_TYPE_Q2_K:
+    case DEEPC_TYPE_FP8_B128:
+    case DEEPC_TYPE_Q8_K: {
+        /* random codes and packed sub-block scales; then finite super-scales
+         * (fp8: codes without the NaN patterns; q8_k: no -128) */
+        size_t bb = deepc_type_info(t)->block_bytes;
+        for (size_t i = 0; i + 8 <= bytes; i += 8) {
+            uint64_t r = rng_next();
+            memcpy(p + i, &r, 8);
+        }
+        uint16_t d = deepc_fp32_to_fp16(0.01f), dmin = deepc_fp32_to_fp16(0.002f);
+        for (size_t b = 0; b + bb <= bytes; b += bb) {
+            unsigned char *blk = p + b;
+            if (t == DEEPC_TYPE_Q4_K) {
+                memcpy(blk, &d, 2);
+                memcpy(blk + 2, &dmin, 2);
+            } else if (t == DEEPC_TYPE_Q3_K) {
+                memcpy(blk + 108, &d, 2);
+            } else if (t == DEEPC_TYPE_Q2_K) {
+                memcpy(blk + 80, &d, 2);
+                memcpy(blk + 82, &dmin, 2);
+            } else {
+                float f = 0.01f;
+                memcpy(blk, &f, 4);
+                for (size_t j = 4; j < bb && j < 4 + DEEPC_QK_K; j++) {
+                    if (t == DEEPC_TYPE_FP8_B128 && (blk[j] & 0x7f) == 0x7f) blk[j] ^= 1;
+                    if (t == DEEPC_TYPE_Q8_K && blk[j] == 0x80) blk[j] = 0x81;
+                }
+            }
         }
         break;
     }
@@ -149,7 +185,7 @@ static double read_bandwidth_memchr(const unsigned char *pool, size_t bytes) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: kernbench [--pool-mib N] [--isa NAME] [--type f32|f16|bf16|q8_0]\n");
+    fprintf(stderr, "usage: kernbench [--pool-mib N] [--isa NAME] [--type f32|f16|bf16|q8_0|q4_k|q3_k|q2_k|fp8_b128|q8_k]\n");
     return 2;
 }
 
@@ -184,12 +220,14 @@ int main(int argc, char **argv) {
     printf("memory read, 1 thread, %zu MiB: %.1f GB/s (64-bit loads), %.1f GB/s (libc memchr)\n", pool_mib,
            read_bandwidth_u64(pool, pool_bytes), read_bandwidth_memchr(pool, pool_bytes));
     printf("4096 x 4096 matrix-vector product, 1 thread, GB/s of weight bytes\n");
-    printf("%-11s %-5s %9s %9s\n", "isa", "type", "dram", "cache");
+    printf("%-11s %-8s %9s %9s %11s\n", "isa", "type", "dram", "cache", "cache Gw/s");
 
     static float xf[COLS];
     static deepc_block_q8_0 xq[COLS / DEEPC_QK8_0];
+    static deepc_block_q8_k xk[COLS / DEEPC_QK_K];
     for (int i = 0; i < COLS; i++) xf[i] = rng_float();
     deepc_quantize_row(DEEPC_TYPE_Q8_0, xf, xq, COLS);
+    deepc_quantize_row(DEEPC_TYPE_Q8_K, xf, xk, COLS);
 
     for (int t = 0; t < DEEPC_TYPE_COUNT; t++) {
         if (only_type >= 0 && t != only_type) continue;
@@ -202,13 +240,16 @@ int main(int argc, char **argv) {
             if (only_isa && strcmp(only_isa, isa_names[i]) != 0) continue;
             const deepc_kernels *k = deepc_kernels_select(isa_names[i]);
             if (!k) {
-                printf("%-11s %-5s %9s %9s\n", isa_names[i], deepc_type_info(t)->name, "n/a", "n/a");
+                printf("%-11s %-8s %9s %9s %11s\n", isa_names[i], deepc_type_info(t)->name, "n/a", "n/a", "n/a");
                 continue;
             }
-            const void *x = k->act_type[t] == DEEPC_TYPE_Q8_0 ? (const void *)xq : (const void *)xf;
+            deepc_type at = k->act_type[t];
+            const void *x = at == DEEPC_TYPE_Q8_0 ? (const void *)xq : at == DEEPC_TYPE_Q8_K ? (const void *)xk : (const void *)xf;
             double dram = bench(k->vec_dot[t], pool, mat_bytes, row_bytes, ROWS, mats, x, 2.0);
             double cache = bench(k->vec_dot[t], pool, 0, row_bytes, CACHE_ROWS, 256, x, 0.5);
-            printf("%-11s %-5s %9.1f %9.1f\n", isa_names[i], deepc_type_info(t)->name, dram, cache);
+            /* weights per second: GB/s over bytes per weight, comparable across types */
+            printf("%-11s %-8s %9.1f %9.1f %11.2f\n", isa_names[i], deepc_type_info(t)->name, dram, cache,
+                   cache / ((double)row_bytes / COLS));
             fflush(stdout);
         }
     }
