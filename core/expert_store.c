@@ -30,6 +30,13 @@
 #define STORE_IO_DEFAULT 4
 #define STORE_AGE_TOKENS 64          /* selection counts are halved every this many tokens */
 #define STORE_MAX_RECORD (1ull << 31)
+/* The lookahead pauses while fewer than this share of its reads are used
+ * (decayed like the counts): below it, on the drives measured (README), the
+ * wasted reads cost more disk time than the correct ones hide. It probes the
+ * first PF_PROBE_TOKENS of every STORE_AGE_TOKENS tokens to notice a change. */
+#define PF_MIN_PRECISION 0.7f
+#define PF_MIN_SAMPLES 24.0f
+#define PF_PROBE_TOKENS 8
 
 enum { SLOT_EMPTY, SLOT_QUEUED, SLOT_READING, SLOT_READY, SLOT_FAILED };
 
@@ -88,6 +95,7 @@ struct deepc_expert_store {
     float *pf_x;                /* (n_batch, E) residual rows copied from the hint */
     float *pf_xn, *pf_logits, *pf_scratch, *pf_w;
     int32_t *pf_ids, *pf_votes, *pf_order;
+    float pf_win_issued, pf_win_used;   /* decayed prefetch outcomes (the gate) */
     int32_t *cand;              /* (X) predicted keys, most votes first */
     int cand_n, cand_pos;
     uint64_t cand_step;         /* valid while step == cand_step */
@@ -292,6 +300,7 @@ static int32_t take_prefetch(deepc_expert_store *st) {
         st->slots[s].prefetched = true;
         st->pf_inflight++;
         st->pf_issued++;
+        st->pf_win_issued += 1.0f;
         return s;
     }
     st->cand_n = st->cand_pos = 0;
@@ -420,7 +429,9 @@ static void *pf_main(void *arg) {
 static void post_hint(deepc_expert_store *st, int layer, const float *x, int n_tok) {
     int next = next_moe_layer(st, layer);
     pthread_mutex_lock(&st->mu);
-    bool take = next >= 0 && !st->pf_busy && !st->pf_pending && !st->stop;
+    bool useful = st->pf_win_issued < PF_MIN_SAMPLES || st->pf_win_used >= PF_MIN_PRECISION * st->pf_win_issued ||
+                  st->tok % STORE_AGE_TOKENS < PF_PROBE_TOKENS;
+    bool take = next >= 0 && useful && !st->pf_busy && !st->pf_pending && !st->stop;
     if (take) st->pf_busy = true;
     pthread_mutex_unlock(&st->mu);
     if (!take) return;
@@ -472,7 +483,7 @@ int deepc_expert_store_acquire(deepc_expert_store *st, int layer, const int32_t 
         if (s >= 0) {
             slot_t *sl = &st->slots[s];
             st->hits++;
-            if (sl->prefetched) { sl->prefetched = false; st->pf_used++; }
+            if (sl->prefetched) { sl->prefetched = false; st->pf_used++; st->pf_win_used += 1.0f; }
         } else {
             s = pick_victim(st, -1, ml);
             if (s < 0) {
@@ -541,6 +552,8 @@ void deepc_expert_store_tokens(deepc_expert_store *st, int n) {
     if (st->tok / STORE_AGE_TOKENS != before / STORE_AGE_TOKENS) {
         for (size_t k = 0; k < (size_t)st->n_moe * st->X; k++) st->freq[k] *= 0.5f;
         st->window *= 0.5f;
+        st->pf_win_issued *= 0.5f;
+        st->pf_win_used *= 0.5f;
     }
     pthread_mutex_unlock(&st->mu);
 }
@@ -580,6 +593,13 @@ void deepc_expert_store_reset_stats(deepc_expert_store *st) {
 
 void deepc_expert_store_set_read_fn(deepc_expert_store *st, deepc_expert_read_fn fn, void *user) {
     pthread_mutex_lock(&st->mu);
+    for (;;) {   /* reads in flight finish with the old function first */
+        bool busy = false;
+        for (int s = 0; s < st->n_slots && !busy; s++)
+            busy = st->slots[s].state == SLOT_QUEUED || st->slots[s].state == SLOT_READING;
+        if (!busy) break;
+        pthread_cond_wait(&st->cv_done, &st->mu);
+    }
     st->read_fn = fn;
     st->read_user = user;
     pthread_mutex_unlock(&st->mu);

@@ -84,7 +84,8 @@ void deepc_expert_store_reset_stats(deepc_expert_store *st);
 
 /* Test hook: replaces pread(fd, buf, len, off) for expert reads. Must be
  * thread-safe (several I/O threads call it); returns bytes read, 0 at end of
- * file, or -1 with errno set. NULL restores pread. */
+ * file, or -1 with errno set. NULL restores pread. Waits for the reads in
+ * flight (they finish with the old function); call it between evaluations. */
 typedef long long (*deepc_expert_read_fn)(void *user, int fd, void *buf, size_t len, uint64_t off);
 void deepc_expert_store_set_read_fn(deepc_expert_store *st, deepc_expert_read_fn fn, void *user);
 

@@ -250,7 +250,10 @@ deepc_status deepc_session_expert_stats(const deepc_session *s, deepc_expert_sta
     memset(&r, 0, sizeof r);
     r.expert_bytes = deepc_expert_store_total_bytes(s->m);
     if (s->store) deepc_expert_store_stats(s->store, &r);
-    else r.hits = s->exp_lookups;         /* everything is mapped: every lookup hits */
+    else {
+        r.hits = s->exp_lookups;          /* everything is mapped: every lookup hits */
+        r.min_budget_bytes = deepc_expert_store_min_budget(s->m);
+    }
     r.struct_size = sz;
     r.budget_bytes = s->exp_budget;
     r.tokens = s->exp_tokens;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "deepc.h"
@@ -512,6 +513,75 @@ static void test_stats_are_versioned_and_reset(void **state) {
     deepc_model_close(m);
 }
 
+/* ---- the command line ------------------------------------------------------------ */
+
+static char out[1 << 15];
+
+/* Runs "$BUILD/deepc ARGS" (stdin from `input`), output into `out`; returns
+ * the exit status. */
+static int cli(const char *input, const char *fmt, ...) {
+    const char *b = getenv("BUILD");
+    char args[2048], cmd[4096], in[300], o[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(in, sizeof in, "%s/cli.in", root);
+    snprintf(o, sizeof o, "%s/cli.out", root);
+    write_text(in, input ? input : "");
+    snprintf(cmd, sizeof cmd, "%s/deepc %s < '%s' > '%s' 2>&1", b ? b : "build", args, in, o);
+    int st = system(cmd);
+    FILE *f = fopen(o, "rb");
+    assert_non_null(f);
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    fclose(f);
+    out[n] = 0;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void expect(int rc, int want, const char *needle) {
+    if (rc != want) fail_msg("exit status %d, expected %d; output:\n%s", rc, want, out);
+    if (needle && !strstr(out, needle)) fail_msg("output does not mention '%s':\n%s", needle, out);
+}
+
+static void test_cli_expert_cache_profile_and_stats(void **state) {
+    (void)state;
+    const char *b = getenv("BUILD");
+    char bin[300];
+    snprintf(bin, sizeof bin, "%s/deepc", b ? b : "build");
+    if (access(bin, X_OK) != 0) skip();
+    hfgen_moe_spec spec;
+    char path[600], prompts[700], prof[700];
+    deepc_model *m = open_preset("tiny-deepseek2", "q8_0", &spec, path, sizeof path);
+    deepc_model_close(m);
+    /* the same greedy ids with every budget; the figures follow the timings */
+    expect(cli(NULL, "run -m '%s' --ids 5,6,7,8 -n 12 --temp 0", path), 0, NULL);
+    char want[256];
+    snprintf(want, sizeof want, "%.*s", (int)strcspn(out, "\n"), out);
+    expect(cli(NULL, "run -m '%s' --ids 5,6,7,8 -n 12 --temp 0 --expert-cache 30%%", path), 0, "experts: cache");
+    assert_memory_equal(out, want, strlen(want));
+    assert_non_null(strstr(out, "hit rate"));
+    assert_non_null(strstr(out, "MiB read per token"));
+    assert_non_null(strstr(out, "stalled on I/O"));
+    expect(cli(NULL, "run -m '%s' --ids 5,6,7,8 -n 12 --temp 0 --expert-cache 16K", path), 0, "experts: cache");
+    assert_memory_equal(out, want, strlen(want));
+    /* bad sizes are usage errors; too small a budget names the minimum */
+    expect(cli(NULL, "run -m '%s' --ids 5 --expert-cache 12Q", path), 2, "--expert-cache needs a size");
+    expect(cli(NULL, "run -m '%s' --ids 5 --expert-cache 101%%", path), 2, "--expert-cache needs a size");
+    expect(cli(NULL, "run -m '%s' --ids 5 --expert-cache 8K", path), 1, "the minimum is 16.0 KiB (16384 bytes)");
+    /* profile, then pin it */
+    snprintf(prompts, sizeof prompts, "%s/prompts.txt", root);
+    snprintf(prof, sizeof prof, "%s/cli.profile", root);
+    write_text(prompts, "hello world\n\nthe cat sat on the mat\n");
+    expect(cli(NULL, "profile -m '%s' -p '%s' -o '%s' -n 4", path, prompts, prof), 0, "2 prompts");
+    expect(cli(NULL, "run -m '%s' --ids 5,6,7,8 -n 12 --temp 0 --expert-cache 50%% --pin-profile '%s'", path, prof), 0, "pinned");
+    assert_null(strstr(out, " 0 pinned"));
+    assert_memory_equal(out, want, strlen(want));
+    expect(cli(NULL, "profile -m '%s'", path), 2, "no prompts given");
+    /* chat shows the figures under /stats */
+    expect(cli("hi\n/stats\n/quit\n", "chat -m '%s' -n 4 --temp 0 --expert-cache 50%%", path), 0, "[experts: cache");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_v2_q8_0_every_budget_matches_resident_bitwise),
@@ -525,6 +595,7 @@ int main(void) {
         cmocka_unit_test(test_profile_round_trips_and_pins_hot_experts),
         cmocka_unit_test(test_bad_profiles_are_refused_with_reason),
         cmocka_unit_test(test_stats_are_versioned_and_reset),
+        cmocka_unit_test(test_cli_expert_cache_profile_and_stats),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
