@@ -13,6 +13,7 @@
 
 #include "deepc.h"
 #include "hfgen.h"
+#include "testutil.h"
 
 static char root[256], good[300];
 
@@ -48,25 +49,7 @@ static void copy_good(const char *name, char *dir, size_t cap) {
 static void patch(const char *dir, const char *file, const char *from, const char *to) {
     char p[600];
     snprintf(p, sizeof p, "%s/%s", dir, file);
-    FILE *f = fopen(p, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    b[n] = 0;
-    char *at = NULL;
-    for (long i = 0; i + (long)strlen(from) <= n && !at; i++)
-        if (!memcmp(b + i, from, strlen(from))) at = b + i;
-    assert_non_null(at);
-    f = fopen(p, "wb");
-    fwrite(b, 1, (size_t)(at - b), f);
-    fwrite(to, 1, strlen(to), f);
-    fwrite(at + strlen(from), 1, (size_t)(n - (at - b) - (long)strlen(from)), f);
-    fclose(f);
-    free(b);
+    assert_int_equal(tu_patch_file(p, from, to), 0);
 }
 
 static void expect_refusal(const char *dir, const char *type, const char *needle) {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "deepc.h"
+#include "testutil.h"
 #include "hfgen.h"
 #include "ref_model.h"
 
@@ -25,16 +26,12 @@ static char root[256];
 
 static int setup(void **state) {
     (void)state;
-    const char *t = getenv("TMPDIR");
-    snprintf(root, sizeof root, "%s/deepc-dense-XXXXXX", t ? t : "/tmp");
-    return mkdtemp(root) ? 0 : -1;
+    return tu_mkdtemp(root, sizeof root, "dense");
 }
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_rmtree(root);
 }
 
 typedef struct {
@@ -89,28 +86,6 @@ static float *run_engine(deepc_model *m, const int32_t *ids, int n, int threads,
     }
     deepc_session_destroy(s);
     return lg;
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= m)) m = d;     /* NaN propagates as a failure */
-    }
-    return m;
-}
-
-/* Root mean square of the difference, relative to the reference's spread. */
-static double rel_rms(const float *got, const float *want, size_t n) {
-    double se = 0, s = 0, s2 = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - want[i];
-        se += d * d;
-        s += want[i];
-        s2 += (double)want[i] * want[i];
-    }
-    double var = s2 / n - (s / n) * (s / n);
-    return sqrt(se / n) / sqrt(var);
 }
 
 /* Positions whose greedy choice agrees with the reference. */
@@ -176,12 +151,12 @@ static void check_arch(const ckpt *c) {
         /* batches of 16 exercise chunking: 40 tokens = 16 + 16 + 8 */
         float *got = run_engine(m, ids, N_TOK, 1, 16, false);
         float *tok = run_engine(m, ids, N_TOK, 1, 16, true);
-        double d_batch = max_abs_diff(got, want, (size_t)N_TOK * spec.vocab);
-        double d_tok = max_abs_diff(tok, want, (size_t)N_TOK * spec.vocab);
+        double d_batch = tu_max_abs_diff(got, want, (size_t)N_TOK * spec.vocab);
+        double d_tok = tu_max_abs_diff(tok, want, (size_t)N_TOK * spec.vocab);
         char src[8];
         lower(src, c->dtype);
         tol tl = tolerance(types[t], src);
-        double r_batch = rel_rms(got, want, (size_t)N_TOK * spec.vocab), r_tok = rel_rms(tok, want, (size_t)N_TOK * spec.vocab);
+        double r_batch = tu_rel_rms(got, want, (size_t)N_TOK * spec.vocab), r_tok = tu_rel_rms(tok, want, (size_t)N_TOK * spec.vocab);
         printf("  %-5s vs fp32 reference: max |diff| prefill %.3g, token-by-token %.3g (allowed %.3g); rms/std %.4f (allowed %.4f); top-1 agreement %.2f\n",
                types[t], d_batch, d_tok, tl.max_abs, r_batch, tl.rel_rms, top1_agreement(got, want, N_TOK, spec.vocab));
         assert_true(d_batch <= tl.max_abs && d_tok <= tl.max_abs);
@@ -220,7 +195,7 @@ static void test_llama_f16_checkpoint_matches_reference(void **state) {
     assert_int_equal(ref_forward(ref, rids, N_TOK, want), 0);
     deepc_model *m = convert_open(dir, "f16", out, sizeof out);
     float *got = run_engine(m, ids, N_TOK, 2, 64, false);
-    double d = max_abs_diff(got, want, (size_t)N_TOK * spec.vocab);
+    double d = tu_max_abs_diff(got, want, (size_t)N_TOK * spec.vocab);
     printf("  tiny-llama from F16 safetensors, f16: max |logit diff| %.3g\n", d);
     assert_true(d <= tolerance("f16", "f16").max_abs);
     free(got); free(want);
@@ -329,9 +304,9 @@ static void test_qwen2_k_quants_match_reference(void **state) {
         deepc_model *m = convert_open(dir, cases[t].type, out, sizeof out);
         float *got = run_engine(m, ids, N_TOK, 1, 16, false);
         float *tok = run_engine(m, ids, N_TOK, 2, 16, true);
-        double r_batch = rel_rms(got, want, nl), r_tok = rel_rms(tok, want, nl);
+        double r_batch = tu_rel_rms(got, want, nl), r_tok = tu_rel_rms(tok, want, nl);
         printf("  %-10s vs fp32 reference: max |diff| %.3g; rms/std prefill %.4f, token-by-token %.4f (allowed %.4f); top-1 agreement %.2f\n",
-               cases[t].type, max_abs_diff(got, want, nl), r_batch, r_tok, cases[t].rel_rms, top1_agreement(got, want, N_TOK, spec.vocab));
+               cases[t].type, tu_max_abs_diff(got, want, nl), r_batch, r_tok, cases[t].rel_rms, top1_agreement(got, want, N_TOK, spec.vocab));
         assert_true(r_batch <= cases[t].rel_rms && r_tok <= cases[t].rel_rms);
         free(got);
         free(tok);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "deepc.h"
+#include "testutil.h"
 #include "dqf.h"
 #include "hfgen_moe.h"
 #include "ref_moe.h"
@@ -28,16 +29,12 @@ static char root[256];
 
 static int setup(void **state) {
     (void)state;
-    const char *t = getenv("TMPDIR");
-    snprintf(root, sizeof root, "%s/deepc-moe-XXXXXX", t ? t : "/tmp");
-    return mkdtemp(root) ? 0 : -1;
+    return tu_mkdtemp(root, sizeof root, "moe");
 }
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_rmtree(root);
 }
 
 static void make_ckpt(const char *preset, hfgen_moe_spec *spec, char *dir, size_t cap) {
@@ -88,26 +85,6 @@ static float *run_engine(deepc_model *m, const int32_t *ids, int threads, int ba
     return lg;
 }
 
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= m)) m = d;
-    }
-    return m;
-}
-
-static double rel_rms(const float *got, const float *want, size_t n) {
-    double se = 0, s = 0, s2 = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - want[i];
-        se += d * d;
-        s += want[i];
-        s2 += (double)want[i] * want[i];
-    }
-    return sqrt(se / n) / sqrt(s2 / n - (s / n) * (s / n));
-}
-
 /* Tolerances, as for the dense models (test_model_dense.c):
  * f32 storage holds the checkpoint's effective weights exactly (BF16 values,
  * or FP8 x block scale), so only the fp16 latent cache (2^-11 relative) and
@@ -150,8 +127,8 @@ static void check_preset(const char *preset, const char *const *types, int n_typ
         deepc_model *m = convert_open(dir, types[t]);
         float *got = run_engine(m, ids, 1, 16, false, false);     /* 24 = 16 + 8: two batches */
         float *tok = run_engine(m, ids, 2, 16, true, false);
-        double db = max_abs_diff(got, want, n), dt = max_abs_diff(tok, want, n);
-        double rb = rel_rms(got, want, n), rt = rel_rms(tok, want, n);
+        double db = tu_max_abs_diff(got, want, n), dt = tu_max_abs_diff(tok, want, n);
+        double rb = tu_rel_rms(got, want, n), rt = tu_rel_rms(tok, want, n);
         double p0 = pos_rel_rms(got, want, 0, spec.vocab, want, n);
         printf("  %s %-5s vs fp32 reference: max |diff| prefill %.3g, token-by-token %.3g; rms/std %.4f / %.4f; position 0 rms/std %.4f\n",
                preset, types[t], db, dt, rb, rt, p0);
@@ -207,7 +184,7 @@ static void test_absorbed_and_expanded_mla_agree(void **state) {
         deepc_model *m = convert_open(dir, "f32");
         float *a = run_engine(m, ids, 2, 16, false, false);
         float *e = run_engine(m, ids, 2, 16, false, true);
-        double d = max_abs_diff(a, e, (size_t)N_TOK * spec.vocab);
+        double d = tu_max_abs_diff(a, e, (size_t)N_TOK * spec.vocab);
         printf("  %s: absorbed vs expanded MLA max |diff| %.3g\n", presets[k], d);
         assert_true(d <= 5e-3);
         free(a); free(e);
@@ -360,7 +337,7 @@ static void test_wide_deepseek3_low_bit_types(void **state) {
         deepc_model *m = convert_open(dir, cases[c].type);
         float *got = run_engine(m, ids, 1, 16, false, false);
         float *tok = run_engine(m, ids, 2, 16, true, false);
-        double rb = rel_rms(got, want, n), rt = rel_rms(tok, want, n);
+        double rb = tu_rel_rms(got, want, n), rt = tu_rel_rms(tok, want, n);
         double p0 = pos_rel_rms(got, want, 0, spec.vocab, want, n);
         printf("  wide-deepseek3 %-10s vs fp32 reference: rms/std %.4f / %.4f (allowed %.2f); position 0 rms/std %.4f (allowed %.2f)\n",
                cases[c].type, rb, rt, cases[c].seq, p0, cases[c].p0);
@@ -416,27 +393,6 @@ static void test_experts_are_page_aligned_records(void **state) {
 
 /* A config whose routing settings contradict each other, or a checkpoint
  * whose FP8 scales are missing, is refused with the problem named. */
-static void patch_file(const char *path, const char *from, const char *to) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    char *at = NULL;
-    for (long i = 0; i + (long)strlen(from) <= n && !at; i++)
-        if (!memcmp(b + i, from, strlen(from))) at = b + i;
-    assert_non_null(at);
-    f = fopen(path, "wb");
-    fwrite(b, 1, (size_t)(at - b), f);
-    fwrite(to, 1, strlen(to), f);
-    fwrite(at + strlen(from), 1, (size_t)(n - (at - b) - (long)strlen(from)), f);
-    fclose(f);
-    free(b);
-}
-
 static void expect_refusal(const char *preset, const char *file, const char *from, const char *to, const char *needle) {
     hfgen_moe_spec spec;
     char dir[512], copy[600], cmd[3000], p[700], out[700];
@@ -445,7 +401,7 @@ static void expect_refusal(const char *preset, const char *file, const char *fro
     snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir '%s' && cp '%s'/*.json '%s'/*.safetensors '%s'/", copy, copy, dir, dir, copy);
     assert_int_equal(system(cmd), 0);
     snprintf(p, sizeof p, "%s/%s", copy, file);
-    patch_file(p, from, to);
+    assert_int_equal(tu_patch_file(p, from, to), 0);
     snprintf(out, sizeof out, "%s/out.dqf", copy);
     deepc_convert_params cp = deepc_convert_default_params();
     assert_int_not_equal(deepc_convert(copy, out, &cp), DEEPC_OK);
