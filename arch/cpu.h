@@ -58,4 +58,59 @@ void deepc_scalar_quantize_f16(const float *x, void *y, size_t n);
 void deepc_scalar_quantize_bf16(const float *x, void *y, size_t n);
 void deepc_scalar_quantize_q8_0(const float *x, void *y, size_t n);
 
+/* ---- batched products and fp16 attention primitives ----------------------
+ * arch/scalar_ops.c and arch/x86_*_ops.c (core/kernels.h says what each
+ * computes). Each backend table takes its set with one line: the macro
+ * DEEPC_OPS_SCALAR, DEEPC_OPS_AVX2, or DEEPC_OPS_AVX512 / DEEPC_OPS_AVX512_vnni
+ * (named for the suffix x86_avx512.c's table macro pastes on). */
+typedef void deepc_gemm_kernel(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
+                               size_t x_stride, float *y, size_t y_stride);
+typedef float deepc_dot_f16_kernel(size_t n, const uint16_t *a, const float *b);
+typedef void deepc_axpy_f16_kernel(size_t n, float alpha, const uint16_t *x, float *y);
+typedef void deepc_dot_rows_f16_kernel(size_t n, size_t m, const uint16_t *a, size_t a_stride, const float *b,
+                                       float *out);
+typedef void deepc_axpy_rows_f16_kernel(size_t n, size_t m, const float *alpha, const uint16_t *x, size_t x_stride,
+                                        float *y);
+
+/* arch/scalar_ops.c: gemm is vec_dot per output (the definition the SIMD
+ * ones are held to); the cache kernels are plain loops */
+deepc_gemm_kernel deepc_scalar_gemm_f32, deepc_scalar_gemm_f16, deepc_scalar_gemm_bf16, deepc_scalar_gemm_q8_0;
+deepc_dot_f16_kernel deepc_scalar_dot_f16_f32;
+deepc_axpy_f16_kernel deepc_scalar_axpy_f16_f32;
+deepc_dot_rows_f16_kernel deepc_scalar_dot_rows_f16_f32;
+deepc_axpy_rows_f16_kernel deepc_scalar_axpy_rows_f16_f32;
+
+#define DEEPC_OPS_SCALAR                                                                            \
+    .gemm = { [DEEPC_TYPE_F32] = deepc_scalar_gemm_f32, [DEEPC_TYPE_F16] = deepc_scalar_gemm_f16,  \
+              [DEEPC_TYPE_BF16] = deepc_scalar_gemm_bf16, [DEEPC_TYPE_Q8_0] = deepc_scalar_gemm_q8_0 }, \
+    .dot_f16_f32 = deepc_scalar_dot_f16_f32, .axpy_f16_f32 = deepc_scalar_axpy_f16_f32,            \
+    .dot_rows_f16_f32 = deepc_scalar_dot_rows_f16_f32, .axpy_rows_f16_f32 = deepc_scalar_axpy_rows_f16_f32
+
+#if defined(__x86_64__) || defined(__i386__)
+/* arch/x86_avx2_ops.c. Its Q8_0 gemm equals the avx2 table's vec_dot bit for
+ * bit, and the avx512 table's (whose Q8_0 dot has the same arithmetic), so
+ * "avx512", which must not use VNNI, takes it too. */
+deepc_gemm_kernel deepc_avx2_gemm_q8_0;
+deepc_dot_f16_kernel deepc_avx2_dot_f16_f32;
+deepc_axpy_f16_kernel deepc_avx2_axpy_f16_f32;
+deepc_dot_rows_f16_kernel deepc_avx2_dot_rows_f16_f32;
+deepc_axpy_rows_f16_kernel deepc_avx2_axpy_rows_f16_f32;
+/* arch/x86_avx512_ops.c */
+deepc_gemm_kernel deepc_avx512vnni_gemm_q8_0;
+deepc_dot_f16_kernel deepc_avx512_dot_f16_f32;
+deepc_axpy_f16_kernel deepc_avx512_axpy_f16_f32;
+deepc_dot_rows_f16_kernel deepc_avx512_dot_rows_f16_f32;
+deepc_axpy_rows_f16_kernel deepc_avx512_axpy_rows_f16_f32;
+
+#define DEEPC_OPS_AVX2                                                                              \
+    .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx2_gemm_q8_0 },                                           \
+    .dot_f16_f32 = deepc_avx2_dot_f16_f32, .axpy_f16_f32 = deepc_avx2_axpy_f16_f32,                \
+    .dot_rows_f16_f32 = deepc_avx2_dot_rows_f16_f32, .axpy_rows_f16_f32 = deepc_avx2_axpy_rows_f16_f32
+#define DEEPC_OPS_AVX512_FP16                                                                       \
+    .dot_f16_f32 = deepc_avx512_dot_f16_f32, .axpy_f16_f32 = deepc_avx512_axpy_f16_f32,            \
+    .dot_rows_f16_f32 = deepc_avx512_dot_rows_f16_f32, .axpy_rows_f16_f32 = deepc_avx512_axpy_rows_f16_f32
+#define DEEPC_OPS_AVX512      .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx2_gemm_q8_0 }, DEEPC_OPS_AVX512_FP16
+#define DEEPC_OPS_AVX512_vnni .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx512vnni_gemm_q8_0 }, DEEPC_OPS_AVX512_FP16
+#endif
+
 #endif

@@ -259,6 +259,7 @@ static const deepc_kernels scalar_kernels = {
         [DEEPC_TYPE_FP8_B128] = quantize_fp8_b128,
         [DEEPC_TYPE_Q8_K] = quantize_q8_k,
     },
+    DEEPC_OPS_SCALAR,
 };
 
 const deepc_kernels *deepc_kernels_scalar(void) {

@@ -531,6 +531,7 @@ static const deepc_kernels avx2_kernels = {
         [DEEPC_TYPE_FP8_B128] = quantize_fp8_b128,
         [DEEPC_TYPE_Q8_K] = quantize_q8_k,
     },
+    DEEPC_OPS_AVX2,
 };
 
 const deepc_kernels *deepc_kernels_avx2(void) {

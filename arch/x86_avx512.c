@@ -551,6 +551,7 @@ static void quantize_fp8_b128(const float *x, void *y, size_t n) {
             [DEEPC_TYPE_FP8_B128] = quantize_fp8_b128,          \
             [DEEPC_TYPE_Q8_K] = quantize_q8_k,                  \
         },                                                      \
+        DEEPC_OPS_AVX512##SFX,                                  \
     }
 
 static const deepc_kernels avx512_kernels = AVX512_TABLE("avx512", );

@@ -8,6 +8,7 @@
  * (per-head keys and values rebuilt from the latent, as the Hugging Face
  * code computes them) is kept for verification: both must agree. */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "forward.h"
@@ -19,9 +20,11 @@
 typedef struct {
     deepc_session *s;
     int layer, pos0, B;
+    atomic_int next;       /* absorbed: next (token, head) job to claim */
 } mla_task;
 
-/* Rope part of a cached latent row. */
+/* Cached row p of a layer: the normalized latent (kv_lora_rank), then the
+ * roped shared key (qk_rope_head_dim). */
 static const uint16_t *lat_row(const deepc_session *s, int layer, int p) {
     const deepc_hparams *hp = &s->m->hp;
     size_t C = (size_t)hp->kv_lora_rank + hp->qk_rope;
@@ -36,33 +39,39 @@ static void softmax_inplace(float *sc, int n) {
     for (int p = 0; p < n; p++) sc[p] *= inv;
 }
 
-/* Absorbed: jobs are (token, head) pairs. */
+/* The fp16 cache kernels of the table, or the scalar ones for a backend
+ * without them. */
+static deepc_dot_f16_f32_fn dot_f16(const deepc_kernels *k) {
+    return k->dot_f16_f32 ? k->dot_f16_f32 : deepc_kernels_scalar()->dot_f16_f32;
+}
+
+/* Absorbed: jobs are (token, head) pairs, claimed one at a time (a causal
+ * batch's late tokens attend to more positions); a job's result does not
+ * depend on which thread runs it. */
 static void absorbed_run(void *arg, int ith, int nth) {
-    const mla_task *t = arg;
+    mla_task *t = arg;
+    (void)nth;
     deepc_session *s = t->s;
     const deepc_hparams *hp = &s->m->hp;
     int H = hp->n_heads, R = hp->kv_lora_rank, NOPE = hp->qk_nope, ROPE = hp->qk_rope, QH = NOPE + ROPE;
     float *sc = s->scores + (size_t)ith * s->n_ctx;
     float scale = s->m->attn_scale;
+    deepc_dot_f16_f32_fn dot = dot_f16(s->k);
+    deepc_axpy_rows_f16_f32_fn axpy_rows =
+        s->k->axpy_rows_f16_f32 ? s->k->axpy_rows_f16_f32 : deepc_kernels_scalar()->axpy_rows_f16_f32;
     int total = t->B * H;
-    for (int job = total * ith / nth; job < total * (ith + 1) / nth; job++) {
+    for (int job; (job = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed)) < total;) {
         int b = job / H, h = job % H, n = t->pos0 + b + 1;
         const float *ql = s->q_lat + ((size_t)b * H + h) * R;
         const float *qr = s->q + ((size_t)b * H + h) * QH + NOPE;
         for (int p = 0; p < n; p++) {
             const uint16_t *c = lat_row(s, t->layer, p);
-            float d = 0.0f, e = 0.0f;
-            for (int j = 0; j < R; j++) d += ql[j] * deepc_fp16_to_fp32(c[j]);
-            for (int i = 0; i < ROPE; i++) e += qr[i] * deepc_fp16_to_fp32(c[R + i]);
-            sc[p] = (d + e) * scale;
+            sc[p] = (dot((size_t)R, c, ql) + dot((size_t)ROPE, c + R, qr)) * scale;
         }
         softmax_inplace(sc, n);
         float *o = s->o_lat + ((size_t)b * H + h) * R;
         memset(o, 0, (size_t)R * sizeof *o);
-        for (int p = 0; p < n; p++) {
-            const uint16_t *c = lat_row(s, t->layer, p);
-            for (int j = 0; j < R; j++) o[j] += sc[p] * deepc_fp16_to_fp32(c[j]);
-        }
+        axpy_rows((size_t)R, (size_t)n, sc, lat_row(s, t->layer, 0), (size_t)R + (size_t)ROPE, o);
     }
 }
 
@@ -82,6 +91,7 @@ static void expanded_run(void *arg, int ith, int nth) {
     float *Vv = K + (size_t)s->n_ctx * NOPE;                      /* (npos, V) */
     float *sc = Vv + (size_t)s->n_ctx * V;                        /* (npos) */
     float *lat = sc + s->n_ctx;                                   /* (R + ROPE) */
+    deepc_dot_f16_f32_fn dot = dot_f16(s->k);
     for (int h = H * ith / nth; h < H * (ith + 1) / nth; h++) {
         for (int j = 0; j < R; j++)
             deepc_dequantize_row(L->wk_b.type, (const uint8_t *)L->wk_b.data + ((size_t)h * R + j) * L->wk_b.row_bytes, wkb + (size_t)j * NOPE, (size_t)NOPE);
@@ -107,8 +117,7 @@ static void expanded_run(void *arg, int ith, int nth) {
                 const uint16_t *c = lat_row(s, t->layer, p);
                 float d = 0.0f;
                 for (int i = 0; i < NOPE; i++) d += q[i] * K[(size_t)p * NOPE + i];
-                for (int i = 0; i < ROPE; i++) d += q[NOPE + i] * deepc_fp16_to_fp32(c[R + i]);
-                sc[p] = d * m->attn_scale;
+                sc[p] = (d + dot((size_t)ROPE, c + R, q + NOPE)) * m->attn_scale;
             }
             softmax_inplace(sc, n);
             float *o = s->att + ((size_t)b * H + h) * V;
@@ -146,7 +155,8 @@ void deepc_attn_mla(deepc_session *s, int l, int pos0, int n) {
         uint16_t *dst = s->kv_lat + ((size_t)l * s->n_ctx + p) * C;
         for (int j = 0; j < C; j++) dst[j] = deepc_fp32_to_fp16(c[j]);
     }
-    mla_task t = { s, l, pos0, n };
+    mla_task t = { .s = s, .layer = l, .pos0 = pos0, .B = n };
+    atomic_init(&t.next, 0);
     if (s->mla_expanded) {
         deepc_pool_run(s->pool, expanded_run, &t);
     } else {

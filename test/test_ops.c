@@ -1,0 +1,410 @@
+/* test_ops.c - parity of the kernels in arch/scalar_ops.c and arch/x86_*_ops.c:
+ * the batched matrix product (gemm) and the fp16 KV-cache primitives
+ * (dot_f16_f32, axpy_f16_f32 and their row forms), for every backend the CPU
+ * supports (others are skipped with a note).
+ *
+ * What must match, and how closely:
+ * - gemm: every output bit-identical to the same table's vec_dot on that row
+ *   and token. That is the kernel's contract (core/kernels.h): the batched
+ *   path of prefill and the one-token path of decode give the same numbers,
+ *   whatever the tiling, so results cannot depend on batch size, row split or
+ *   thread count. vec_dot itself is held to the scalar one by test_kernels.c.
+ *   Shapes cover every code path: tails of 1..7 blocks after the 8-block
+ *   groups, a lone group after the 16-block pairs, several k-chunks, several
+ *   row blocks and token tiles with remainders, padded strides.
+ * - axpy_f16_f32: bit-identical to scalar (multiply, then add: two roundings
+ *   in every backend).
+ * - the row forms (dot_rows_f16_f32, axpy_rows_f16_f32): bit-identical to the
+ *   same table's single-row kernels called row by row.
+ * - dot_f16_f32: within the fp32 summation-order bound of test_kernels.c. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "quant.h"
+#include "../arch/cpu.h"
+
+/* ---- backends under test ------------------------------------------------ */
+
+typedef struct {
+    const char *name;   /* DEEPC_ISA name */
+    unsigned checks;    /* comparisons passed */
+    bool noted;         /* "skipped" note printed */
+} isa_case;
+
+static isa_case isas[] = {
+    { "scalar", 0, false },
+    { "avx512vnni", 0, false },
+    { "avx512", 0, false },
+    { "avx2", 0, false },
+};
+#define N_ISAS (sizeof isas / sizeof isas[0])
+
+static const deepc_kernels *table_or_skip(isa_case *c) {
+    const deepc_kernels *k = deepc_kernels_select(c->name);
+    if (!k) {
+        if (!c->noted) printf("note: %s not supported on this CPU: its tests are skipped\n", c->name);
+        c->noted = true;
+        skip();
+    }
+    assert_string_equal(k->name, c->name);
+    return k;
+}
+
+/* ---- deterministic data ------------------------------------------------- */
+
+static uint64_t rng_state = 0x243f6a8885a308d3ull;
+static uint64_t rng_next(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+static int rng_int(int lo, int hi) { /* [lo, hi] */
+    return lo + (int)(rng_next() % (uint64_t)(hi - lo + 1));
+}
+static float rng_sym(void) { /* [-1, 1) */
+    return (float)((double)(rng_next() >> 40) * 0x1p-23 - 1.0);
+}
+
+/* Same bits, or both NaN (payloads may legitimately differ between paths
+ * only if the arithmetic differs, which the bit check exists to catch; NaN is
+ * compared as NaN so a NaN scale in a row still has to produce NaN). */
+static uint32_t bits(float a) {
+    uint32_t u;
+    memcpy(&u, &a, 4);
+    return u;
+}
+
+static bool same_float(float a, float b) {
+    if (isnan(a) || isnan(b)) return isnan(a) && isnan(b);
+    return bits(a) == bits(b);
+}
+
+/* ---- gemm --------------------------------------------------------------- */
+
+#define MAX_ROWS 70
+#define MAX_TOK 19
+#define MAX_N (288 * DEEPC_QK8_0)
+#define PAD 3                       /* extra blocks / floats between rows */
+
+typedef enum { GDATA_QUANTIZED, GDATA_RAW, GDATA_EXTREME, GDATA_SPECIAL, GDATA_KINDS } gdata_kind;
+static const char *const gkind_names[GDATA_KINDS] = { "quantized", "raw", "extreme", "special" };
+
+static float gw_f[MAX_N];
+static deepc_block_q8_0 gw[MAX_ROWS * (MAX_N / DEEPC_QK8_0 + PAD)];
+static deepc_block_q8_0 gx[MAX_TOK * (MAX_N / DEEPC_QK8_0 + PAD)];
+static float gy[MAX_TOK * (MAX_ROWS + PAD)];
+
+/* Fills nrows weight rows and ntok activation rows (Q8_0, strides in blocks).
+ * quantized: both from floats of mixed scales, as in the engine; raw: any
+ * weight byte (-128 included, which a file may hold), activations in
+ * [-127, 127] (what the quantizer produces and the sign trick relies on), any
+ * finite fp16 scales; extreme: every byte at its limit, where integer
+ * overflow would show; special: raw plus the odd NaN, infinite or zero
+ * weight scale. */
+static void fill_q8(gdata_kind kind, int nrows, int ntok, size_t nb, size_t ws, size_t xs) {
+    for (int r = 0; r < nrows; r++) {
+        deepc_block_q8_0 *w = gw + (size_t)r * ws;
+        if (kind == GDATA_QUANTIZED) {
+            for (size_t i = 0; i < nb * DEEPC_QK8_0; i++) gw_f[i] = ldexpf(rng_sym(), rng_int(-8, 8));
+            deepc_quantize_row(DEEPC_TYPE_Q8_0, gw_f, w, nb * DEEPC_QK8_0);
+            continue;
+        }
+        for (size_t b = 0; b < nb; b++) {
+            for (int j = 0; j < DEEPC_QK8_0; j++)
+                w[b].qs[j] = (int8_t)(kind == GDATA_EXTREME ? (rng_next() & 1 ? 127 : -128) : rng_int(-128, 127));
+            w[b].d = (uint16_t)(rng_next() % 0x7c00u) | (uint16_t)((rng_next() & 1) << 15);
+            if (kind == GDATA_SPECIAL && rng_int(0, 40) == 0) {
+                static const uint16_t sp[] = { 0x7e00, 0x7c00, 0xfc00, 0x0000, 0x8000, 0x0001 };
+                w[b].d = sp[rng_int(0, 5)];
+            }
+        }
+        for (size_t b = nb; b < ws; b++) memset(&w[b], 0xa5, sizeof w[b]); /* padding: never read */
+    }
+    for (int t = 0; t < ntok; t++) {
+        deepc_block_q8_0 *x = gx + (size_t)t * xs;
+        if (kind == GDATA_QUANTIZED) {
+            for (size_t i = 0; i < nb * DEEPC_QK8_0; i++) gw_f[i] = ldexpf(rng_sym(), rng_int(-8, 8));
+            deepc_quantize_row(DEEPC_TYPE_Q8_0, gw_f, x, nb * DEEPC_QK8_0);
+            continue;
+        }
+        for (size_t b = 0; b < nb; b++) {
+            for (int j = 0; j < DEEPC_QK8_0; j++)
+                x[b].qs[j] = (int8_t)(kind == GDATA_EXTREME ? (rng_next() & 1 ? 127 : -127) : rng_int(-127, 127));
+            x[b].d = (uint16_t)(rng_next() % 0x7c00u);
+        }
+        for (size_t b = nb; b < xs; b++) memset(&x[b], 0x5a, sizeof x[b]);
+    }
+}
+
+/* Runs gemm over the whole shape and checks every output against vec_dot;
+ * outputs outside [nrows) of each token row must stay untouched. */
+static void check_gemm_shape(isa_case *c, const deepc_kernels *k, gdata_kind kind, int nrows, int ntok, size_t n) {
+    size_t nb = n / DEEPC_QK8_0, ws = nb + (size_t)rng_int(0, PAD), xs = nb + (size_t)rng_int(0, PAD);
+    size_t ys = (size_t)nrows + (size_t)rng_int(0, PAD);
+    fill_q8(kind, nrows, ntok, nb, ws, xs);
+    const float canary = -12345.5f;
+    for (size_t i = 0; i < (size_t)ntok * ys; i++) gy[i] = canary;
+    k->gemm[DEEPC_TYPE_Q8_0](nrows, ntok, n, gw, ws * sizeof *gw, gx, xs * sizeof *gx, gy, ys);
+    for (int t = 0; t < ntok; t++) {
+        for (int r = 0; r < nrows; r++) {
+            float want = k->vec_dot[DEEPC_TYPE_Q8_0](n, gw + (size_t)r * ws, gx + (size_t)t * xs);
+            float got = gy[(size_t)t * ys + (size_t)r];
+            if (!same_float(got, want))
+                fail_msg("%s q8_0 gemm %s data, %d rows x %d tokens, n=%zu: output (%d, %d) is %.9g (0x%08x), vec_dot %.9g",
+                         c->name, gkind_names[kind], nrows, ntok, n, r, t, got, bits(got), want);
+        }
+        for (size_t r = (size_t)nrows; r < ys; r++)
+            if (gy[(size_t)t * ys + r] != canary) fail_msg("%s gemm wrote past row %d of token %d", c->name, nrows, t);
+    }
+    c->checks++;
+}
+
+/* n: 1 block; 7 (tail only); 8 (one group); 9 (group + tail); 16 (a pair);
+ * 24 (pair + lone group); 48 (the 1.5B model's 1536); 64 (one full k-chunk);
+ * 65..79 (a second chunk with tails); 280 (8960: chunks, a lone group, no
+ * tail); 287 (all of it). */
+static const size_t gemm_blocks[] = { 1, 7, 8, 9, 16, 23, 24, 48, 64, 65, 79, 280, 287 };
+
+static void test_q8_0_gemm_equals_vec_dot(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    assert_non_null(k->gemm[DEEPC_TYPE_Q8_0]);
+    for (size_t i = 0; i < sizeof gemm_blocks / sizeof gemm_blocks[0]; i++) {
+        size_t n = gemm_blocks[i] * DEEPC_QK8_0;
+        for (int kind = 0; kind < GDATA_KINDS; kind++) {
+            /* token tiles 1, 8 (full), 9 and 19 (remainders); rows up to
+             * several row blocks at n = 8960 (40 rows of 9.5 KiB per block) */
+            check_gemm_shape(c, k, (gdata_kind)kind, 5, 1, n);
+            check_gemm_shape(c, k, (gdata_kind)kind, 3, 8, n);
+            check_gemm_shape(c, k, (gdata_kind)kind, 17, 9, n);
+            if (n >= 64 * DEEPC_QK8_0) check_gemm_shape(c, k, (gdata_kind)kind, MAX_ROWS, MAX_TOK, n);
+        }
+    }
+}
+
+/* A product split into row ranges and token ranges, as threads and batches
+ * split it, gives the same bits as one call. */
+static void test_q8_0_gemm_split_is_invariant(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    const size_t n = 72 * DEEPC_QK8_0, nb = n / DEEPC_QK8_0;
+    const int nrows = 37, ntok = 13;
+    static float whole[MAX_TOK * MAX_ROWS];
+    fill_q8(GDATA_QUANTIZED, nrows, ntok, nb, nb, nb);
+    k->gemm[DEEPC_TYPE_Q8_0](nrows, ntok, n, gw, nb * sizeof *gw, gx, nb * sizeof *gx, whole, (size_t)nrows);
+    const int rsplit[] = { 0, 1, 16, 19, 37 }, tsplit[] = { 0, 5, 6, 13 };
+    for (int ri = 0; ri + 1 < 5; ri++)
+        for (int ti = 0; ti + 1 < 4; ti++) {
+            int r0 = rsplit[ri], t0 = tsplit[ti];
+            k->gemm[DEEPC_TYPE_Q8_0](rsplit[ri + 1] - r0, tsplit[ti + 1] - t0, n, gw + (size_t)r0 * nb, nb * sizeof *gw,
+                                     gx + (size_t)t0 * nb, nb * sizeof *gx, gy + (size_t)t0 * nrows + r0, (size_t)nrows);
+        }
+    for (int i = 0; i < nrows * ntok; i++)
+        if (!same_float(gy[i], whole[i])) fail_msg("%s: split gemm differs at output %d", c->name, i);
+    c->checks++;
+}
+
+/* Every gemm a table has, whatever the weight type (the scalar table's float
+ * ones, any added later), against that table's vec_dot: weights quantized
+ * from floats of mixed scales, activations converted as the engine converts
+ * them. n: multiples of every block size (32, 128, 256). */
+static void test_every_gemm_equals_vec_dot(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    static const size_t lens[] = { 256, 768, 2560 };
+    enum { ROWS = 7, TOK = 19 };
+    static float f[2560];
+    static unsigned char wbuf[ROWS * 2560 * 4], xbuf[TOK * 2560 * 4];
+    static float y[TOK * ROWS];
+    unsigned types = 0;
+    for (int t = 0; t < DEEPC_TYPE_COUNT; t++) {
+        if (!k->gemm[t]) continue;
+        deepc_type at = k->act_type[t];
+        types++;
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            size_t n = lens[li], wrb = deepc_type_row_bytes((deepc_type)t, n), xrb = deepc_type_row_bytes(at, n);
+            assert_true(wrb > 0 && xrb > 0);
+            for (int r = 0; r < ROWS; r++) {
+                for (size_t i = 0; i < n; i++) f[i] = ldexpf(rng_sym(), rng_int(-6, 6));
+                deepc_quantize_row((deepc_type)t, f, wbuf + (size_t)r * wrb, n);
+            }
+            for (int j = 0; j < TOK; j++) {
+                for (size_t i = 0; i < n; i++) f[i] = ldexpf(rng_sym(), rng_int(-6, 6));
+                k->quantize_act[at](f, xbuf + (size_t)j * xrb, n);
+            }
+            k->gemm[t](ROWS, TOK, n, wbuf, wrb, xbuf, xrb, y, ROWS);
+            for (int j = 0; j < TOK; j++)
+                for (int r = 0; r < ROWS; r++) {
+                    float want = k->vec_dot[t](n, wbuf + (size_t)r * wrb, xbuf + (size_t)j * xrb);
+                    if (!same_float(y[(size_t)j * ROWS + (size_t)r], want))
+                        fail_msg("%s %s gemm n=%zu: output (%d, %d) is %.9g, vec_dot %.9g", c->name,
+                                 deepc_type_info(t)->name, n, r, j, y[(size_t)j * ROWS + (size_t)r], want);
+                }
+            c->checks++;
+        }
+    }
+    assert_true(types > 0);
+}
+
+/* ---- fp16 KV-cache primitives ------------------------------------------- */
+
+#define MAX_LEN 1100
+static const size_t f16_lens[] = { 0, 1, 7, 8, 15, 16, 17, 31, 63, 64, 65, 128, 129, 512, 576, 1000, 1099 };
+
+/* fp16 value classes: unit, wide exponents, fp16 subnormals. */
+static uint16_t gen_f16(int kind) {
+    float v = rng_sym();
+    if (kind == 1) v = ldexpf(v, rng_int(-14, 15));
+    if (kind == 2) v = ldexpf(v, rng_int(-24, -15));
+    return deepc_fp32_to_fp16(v);
+}
+
+static void test_dot_f16_f32_matches_scalar(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    const deepc_kernels *ref = deepc_kernels_scalar();
+    assert_non_null(k->dot_f16_f32);
+    static uint16_t amem[MAX_LEN + 8];
+    static float bmem[MAX_LEN + 8];
+    for (size_t li = 0; li < sizeof f16_lens / sizeof f16_lens[0]; li++) {
+        size_t n = f16_lens[li];
+        for (int kind = 0; kind < 3; kind++) {
+            /* odd element offsets: no load is aligned to its width */
+            uint16_t *a = amem + 1 + kind;
+            float *b = bmem + 3;
+            double s = 0.0;
+            for (size_t i = 0; i < n; i++) {
+                a[i] = gen_f16(kind);
+                b[i] = ldexpf(rng_sym(), rng_int(-10, 10));
+                s += fabs((double)deepc_fp16_to_fp32(a[i]) * b[i]);
+            }
+            float want = ref->dot_f16_f32(n, a, b), got = k->dot_f16_f32(n, a, b);
+            /* summation order and FMA only: the bound of test_kernels.c */
+            double tol = 8.0 * sqrt((double)n) * 0x1p-24 * s + (double)n * 0x1p-149;
+            if (!(fabs((double)got - (double)want) <= tol))
+                fail_msg("%s dot_f16_f32 n=%zu kind %d: got %.9g, scalar %.9g, tol %g", c->name, n, kind, got, want, tol);
+            c->checks++;
+        }
+    }
+}
+
+static void test_dot_f16_f32_propagates_non_finite(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    static uint16_t a[257];
+    static float b[257];
+    for (size_t pos = 0; pos < 257; pos += 32) {
+        for (size_t i = 0; i < 257; i++) {
+            a[i] = gen_f16(0);
+            b[i] = rng_sym();
+        }
+        a[pos] = 0x7e00; /* NaN */
+        assert_true(isnan(k->dot_f16_f32(257, a, b)));
+        a[pos] = 0xfc00; /* -inf */
+        b[pos] = 2.0f;
+        float v = k->dot_f16_f32(257, a, b);
+        assert_true(isinf(v) && v < 0);
+        c->checks += 2;
+    }
+}
+
+static void test_axpy_f16_f32_is_bit_identical(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    const deepc_kernels *ref = deepc_kernels_scalar();
+    assert_non_null(k->axpy_f16_f32);
+    static uint16_t xmem[MAX_LEN + 8];
+    static float want[MAX_LEN + 8], got[MAX_LEN + 8];
+    const float alphas[] = { 0.0f, 1.0f, -0.3f, 1e-30f, 3e30f, 0.7071f };
+    for (size_t li = 0; li < sizeof f16_lens / sizeof f16_lens[0]; li++) {
+        size_t n = f16_lens[li];
+        for (int kind = 0; kind < 3; kind++) {
+            uint16_t *x = xmem + 1 + kind;
+            for (size_t i = 0; i < n + 2; i++) {
+                x[i] = gen_f16(kind);
+                want[i] = got[i] = ldexpf(rng_sym(), rng_int(-20, 20));
+            }
+            if (n > 3) x[n / 2] = 0x7c00; /* +inf */
+            float alpha = alphas[rng_int(0, 5)];
+            ref->axpy_f16_f32(n, alpha, x, want + 1);
+            k->axpy_f16_f32(n, alpha, x, got + 1);
+            for (size_t i = 0; i < n + 2; i++)
+                if (!same_float(got[i], want[i]))
+                    fail_msg("%s axpy_f16_f32 n=%zu kind %d alpha %g: element %zu is %.9g, scalar %.9g", c->name, n,
+                             kind, alpha, i, got[i], want[i]);
+            c->checks++;
+        }
+    }
+}
+
+/* The row forms are the single-row kernels of the same table in a loop, bit
+ * for bit: cache rows at a stride (several heads per row, as in the cache),
+ * row counts from 1 to past a register block's worth, widths with tails. */
+static void test_row_forms_equal_single_calls(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    assert_non_null(k->dot_rows_f16_f32);
+    assert_non_null(k->axpy_rows_f16_f32);
+    static const size_t widths[] = { 1, 15, 64, 128, 129, 200, 512, 576 };
+    static const size_t counts[] = { 1, 2, 7, 33, 300 };
+    enum { MAXW = 576, MAXM = 300, STRIDE = MAXW + 77 };
+    static uint16_t cache[MAXM * STRIDE];
+    static float q[MAXW], alpha[MAXM], got[MAXM + MAXW], want[MAXM + MAXW];
+    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++)
+        for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+            size_t n = widths[wi], m = counts[ci];
+            for (size_t i = 0; i < m * STRIDE; i++) cache[i] = gen_f16((int)(i % 3));
+            for (size_t i = 0; i < n; i++) q[i] = ldexpf(rng_sym(), rng_int(-8, 8));
+            for (size_t p = 0; p < m; p++) alpha[p] = rng_sym();
+            /* dot: out[p] for every row */
+            k->dot_rows_f16_f32(n, m, cache + 3, STRIDE, q, got);
+            for (size_t p = 0; p < m; p++) {
+                float w = k->dot_f16_f32(n, cache + 3 + p * STRIDE, q);
+                if (!same_float(got[p], w))
+                    fail_msg("%s dot_rows n=%zu m=%zu: row %zu is %.9g, dot %.9g", c->name, n, m, p, got[p], w);
+            }
+            /* axpy: the accumulated row */
+            for (size_t i = 0; i < n; i++) got[i] = want[i] = ldexpf(rng_sym(), rng_int(-4, 4));
+            k->axpy_rows_f16_f32(n, m, alpha, cache + 5, STRIDE, got);
+            for (size_t p = 0; p < m; p++) k->axpy_f16_f32(n, alpha[p], cache + 5 + p * STRIDE, want);
+            for (size_t i = 0; i < n; i++)
+                if (!same_float(got[i], want[i]))
+                    fail_msg("%s axpy_rows n=%zu m=%zu: element %zu is %.9g, axpy %.9g", c->name, n, m, i, got[i], want[i]);
+            c->checks += 2;
+        }
+}
+
+/* ---- runner ------------------------------------------------------------- */
+
+#define OT(i, isa, fn) { isa ": " #fn, fn, NULL, NULL, &isas[i] }
+#define PER_ISA(i, isa)                                                                                   \
+    OT(i, isa, test_q8_0_gemm_equals_vec_dot), OT(i, isa, test_q8_0_gemm_split_is_invariant),             \
+    OT(i, isa, test_every_gemm_equals_vec_dot),                                                           \
+    OT(i, isa, test_dot_f16_f32_matches_scalar), OT(i, isa, test_dot_f16_f32_propagates_non_finite),      \
+    OT(i, isa, test_axpy_f16_f32_is_bit_identical), OT(i, isa, test_row_forms_equal_single_calls)
+
+int main(void) {
+    _Static_assert(N_ISAS == 4, "add the new backend's PER_ISA line below");
+    const struct CMUnitTest tests[] = {
+        PER_ISA(0, "scalar"),
+        PER_ISA(1, "avx512vnni"),
+        PER_ISA(2, "avx512"),
+        PER_ISA(3, "avx2"),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    for (size_t i = 0; i < N_ISAS; i++) {
+        if (isas[i].noted) printf("%s: skipped (not supported here)\n", isas[i].name);
+        else printf("%s: %u ops parity checks passed\n", isas[i].name, isas[i].checks);
+    }
+    return failed;
+}
