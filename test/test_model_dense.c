@@ -121,7 +121,7 @@ typedef struct { double max_abs, rel_rms; } tol;
 static tol tolerance(const char *type, const char *src_dtype) {
     bool exact = !strcmp(type, "f32") || !strcmp(type, src_dtype) ||
                  (!strcmp(type, "f16") && !strcmp(src_dtype, "bf16"));
-    if (exact) return (tol){ 2e-2, 1e-3 };
+    if (exact) return (tol){ 2e-2, 2e-3 };   /* rms measured 0.06-0.08%: 2.5x headroom for other summation orders */
     if (!strcmp(type, "bf16")) return (tol){ 0.5, 0.025 };
     if (!strcmp(type, "f16")) return (tol){ 0.2, 0.01 };   /* 2^-11 rounding: 4x finer than bf16 */
     return (tol){ 1.0, 0.08 };
