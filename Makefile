@@ -163,3 +163,6 @@ clean:
 	rm -rf build build-san build-clang build-aarch64 build-aarch64-clang
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# keep test-support objects between builds (make would delete them as intermediates)
+.SECONDARY:
