@@ -58,6 +58,28 @@ void deepc_scalar_quantize_f16(const float *x, void *y, size_t n);
 void deepc_scalar_quantize_bf16(const float *x, void *y, size_t n);
 void deepc_scalar_quantize_q8_0(const float *x, void *y, size_t n);
 
+/* Weight-only types have reference converters in every table so it has no
+ * hole; SIMD backends share these. */
+void deepc_scalar_quantize_q4_k(const float *x, void *y, size_t n);
+void deepc_scalar_quantize_q3_k(const float *x, void *y, size_t n);
+void deepc_scalar_quantize_q2_k(const float *x, void *y, size_t n);
+void deepc_scalar_quantize_fp8_b128(const float *x, void *y, size_t n);
+
+/* Which activation type each weight type's vec_dot takes: a property of the
+ * formats, the same in every backend table. */
+#define DEEPC_ACT_TYPES                                         \
+    .act_type = {                                               \
+        [DEEPC_TYPE_F32]  = DEEPC_TYPE_F32,                     \
+        [DEEPC_TYPE_F16]  = DEEPC_TYPE_F32,                     \
+        [DEEPC_TYPE_BF16] = DEEPC_TYPE_F32,                     \
+        [DEEPC_TYPE_Q8_0] = DEEPC_TYPE_Q8_0,                    \
+        [DEEPC_TYPE_Q4_K] = DEEPC_TYPE_Q8_K,                    \
+        [DEEPC_TYPE_Q3_K] = DEEPC_TYPE_Q8_K,                    \
+        [DEEPC_TYPE_Q2_K] = DEEPC_TYPE_Q8_K,                    \
+        [DEEPC_TYPE_FP8_B128] = DEEPC_TYPE_F32,                 \
+        [DEEPC_TYPE_Q8_K] = DEEPC_TYPE_Q8_K,                    \
+    }
+
 /* ---- batched products and fp16 attention primitives ----------------------
  * arch/scalar_ops.c and arch/x86_*_ops.c (core/kernels.h says what each
  * computes). Each backend table takes its set with one line: the macro

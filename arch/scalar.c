@@ -204,19 +204,19 @@ void deepc_scalar_quantize_q8_0(const float *x, void *y, size_t n) {
 
 /* The weight types are never activation types; their entries exist so the
  * table has no hole (core may convert any row through it). */
-static void quantize_q4_k(const float *x, void *y, size_t n) {
+void deepc_scalar_quantize_q4_k(const float *x, void *y, size_t n) {
     deepc_quantize_row(DEEPC_TYPE_Q4_K, x, y, n);
 }
 
-static void quantize_q3_k(const float *x, void *y, size_t n) {
+void deepc_scalar_quantize_q3_k(const float *x, void *y, size_t n) {
     deepc_quantize_row(DEEPC_TYPE_Q3_K, x, y, n);
 }
 
-static void quantize_q2_k(const float *x, void *y, size_t n) {
+void deepc_scalar_quantize_q2_k(const float *x, void *y, size_t n) {
     deepc_quantize_row(DEEPC_TYPE_Q2_K, x, y, n);
 }
 
-static void quantize_fp8_b128(const float *x, void *y, size_t n) {
+void deepc_scalar_quantize_fp8_b128(const float *x, void *y, size_t n) {
     deepc_quantize_row(DEEPC_TYPE_FP8_B128, x, y, n);
 }
 
@@ -237,26 +237,16 @@ static const deepc_kernels scalar_kernels = {
         [DEEPC_TYPE_FP8_B128] = vec_dot_fp8_b128,
         [DEEPC_TYPE_Q8_K] = vec_dot_q8_k,
     },
-    .act_type = {
-        [DEEPC_TYPE_F32]  = DEEPC_TYPE_F32,
-        [DEEPC_TYPE_F16]  = DEEPC_TYPE_F32,
-        [DEEPC_TYPE_BF16] = DEEPC_TYPE_F32,
-        [DEEPC_TYPE_Q8_0] = DEEPC_TYPE_Q8_0,
-        [DEEPC_TYPE_Q4_K] = DEEPC_TYPE_Q8_K,
-        [DEEPC_TYPE_Q3_K] = DEEPC_TYPE_Q8_K,
-        [DEEPC_TYPE_Q2_K] = DEEPC_TYPE_Q8_K,
-        [DEEPC_TYPE_FP8_B128] = DEEPC_TYPE_F32,
-        [DEEPC_TYPE_Q8_K] = DEEPC_TYPE_Q8_K,
-    },
+    DEEPC_ACT_TYPES,
     .quantize_act = {
         [DEEPC_TYPE_F32]  = deepc_scalar_quantize_f32,
         [DEEPC_TYPE_F16]  = deepc_scalar_quantize_f16,
         [DEEPC_TYPE_BF16] = deepc_scalar_quantize_bf16,
         [DEEPC_TYPE_Q8_0] = deepc_scalar_quantize_q8_0,
-        [DEEPC_TYPE_Q4_K] = quantize_q4_k,
-        [DEEPC_TYPE_Q3_K] = quantize_q3_k,
-        [DEEPC_TYPE_Q2_K] = quantize_q2_k,
-        [DEEPC_TYPE_FP8_B128] = quantize_fp8_b128,
+        [DEEPC_TYPE_Q4_K] = deepc_scalar_quantize_q4_k,
+        [DEEPC_TYPE_Q3_K] = deepc_scalar_quantize_q3_k,
+        [DEEPC_TYPE_Q2_K] = deepc_scalar_quantize_q2_k,
+        [DEEPC_TYPE_FP8_B128] = deepc_scalar_quantize_fp8_b128,
         [DEEPC_TYPE_Q8_K] = quantize_q8_k,
     },
     DEEPC_OPS_SCALAR,
