@@ -28,6 +28,11 @@ bool cli_parse_size(const char *s, uint64_t total, uint64_t *out);
 /* One line of expert store figures (hit rate, bytes read per token, stall
  * time, prefetch accuracy) for MoE sessions; nothing for dense models. */
 void cli_print_expert_stats(FILE *f, const deepc_session *s, const char *prefix, const char *suffix);
+/* Parses the sampling flag at argv[*i] (--temp, --top-k, --top-p, --min-p,
+ * --repeat-penalty, --repeat-last-n, --seed) into sp, advancing *i. Returns
+ * 1 when it consumed one, 0 when argv[*i] is not a sampling flag, and
+ * CLI_USAGE after printing the error for a bad value. */
+int cli_sampling_flag(const char *cmd, int argc, char **argv, int *i, deepc_sampling *sp);
 /* Returns the value after flag argv[*i] (advancing *i) or NULL if missing. */
 const char *cli_value(int argc, char **argv, int *i);
 

@@ -95,7 +95,7 @@ static const char chat_help[] =
     "  --template NAME       chat template override (deepseek-r1, deepseek-v3,\n"
     "                        deepseek-v2, chatml, llama3)\n"
     "  -n, --n-predict N     max tokens per answer (default 4096)\n"
-    "  --temp T, --top-k K, --top-p P, --min-p P, --repeat-penalty R, --seed S\n"
+    "  --temp T, --top-k K, --top-p P, --min-p P, --repeat-penalty R, --repeat-last-n N, --seed S\n"
     "                        sampling (default temp 0.6, top-p 0.95: DeepSeek's advice for R1)\n"
     "  -t, --threads N       threads; -c, --ctx N  context length\n"
     "  --expert-cache SIZE   MoE: routed experts kept in memory (12G, 800M, 50%%); default all\n"
@@ -106,8 +106,8 @@ int cmd_chat(int argc, char **argv) {
     const char *model = NULL, *tmpl = NULL, *xcache = NULL, *pin = NULL;
     char *system = NULL;
     bool hide_think = false;
-    long long n_predict = 4096, threads = 0, ctx = 0, v;
-    double d;
+    long long n_predict = 4096, threads = 0, ctx = 0;
+    int k;
     deepc_sampling sp = deepc_sampling_default();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -122,12 +122,7 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { if (!cli_parse_int(VAL(), 1, 1 << 24, &n_predict)) return cli_usage_error("chat", "%s needs an integer >= 1", a); }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_parse_int(VAL(), 1, 1024, &threads)) return cli_usage_error("chat", "%s needs an integer in [1, 1024]", a); }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_parse_int(VAL(), 16, 1 << 24, &ctx)) return cli_usage_error("chat", "%s needs an integer in [16, 16777216]", a); }
-        else if (!strcmp(a, "--temp")) { if (!cli_parse_float(VAL(), 0, 100, &d)) return cli_usage_error("chat", "--temp needs a number in [0, 100]"); sp.temperature = (float)d; }
-        else if (!strcmp(a, "--top-k")) { if (!cli_parse_int(VAL(), 0, 1 << 24, &v)) return cli_usage_error("chat", "--top-k needs an integer >= 0"); sp.top_k = (int)v; }
-        else if (!strcmp(a, "--top-p")) { if (!cli_parse_float(VAL(), 1e-6, 1, &d)) return cli_usage_error("chat", "--top-p needs a number in (0, 1]"); sp.top_p = (float)d; }
-        else if (!strcmp(a, "--min-p")) { if (!cli_parse_float(VAL(), 0, 1, &d)) return cli_usage_error("chat", "--min-p needs a number in [0, 1]"); sp.min_p = (float)d; }
-        else if (!strcmp(a, "--repeat-penalty")) { if (!cli_parse_float(VAL(), 1e-3, 100, &d)) return cli_usage_error("chat", "--repeat-penalty needs a number in [0.001, 100]"); sp.repeat_penalty = (float)d; }
-        else if (!strcmp(a, "--seed")) { if (!cli_parse_int(VAL(), 0, INT64_MAX, &v)) return cli_usage_error("chat", "--seed needs a non-negative integer"); sp.seed = (uint64_t)v; }
+        else if ((k = cli_sampling_flag("chat", argc, argv, &i, &sp)) != 0) { if (k != 1) return k; }
         else return cli_usage_error("chat", "unknown option '%s'", a);
 #undef VAL
     }

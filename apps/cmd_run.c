@@ -71,9 +71,9 @@ int cmd_run(int argc, char **argv) {
     const char *model = NULL, *ids_s = NULL, *prompt = NULL, *dump = NULL, *system = NULL, *isa = NULL;
     const char *xcache = NULL, *pin = NULL;
     bool chat = false;
-    long long n_predict = 128, threads = 0, ctx = 0, v;
+    long long n_predict = 128, threads = 0, ctx = 0;
+    int k;
     deepc_sampling sp = deepc_sampling_default();
-    double d;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 #define VAL() (cli_value(argc, argv, &i))
@@ -90,13 +90,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { if (!cli_parse_int(VAL(), 0, 1 << 24, &n_predict)) return cli_usage_error("run", "%s needs an integer in [0, 16777216]", a); }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_parse_int(VAL(), 1, 1024, &threads)) return cli_usage_error("run", "%s needs an integer in [1, 1024]", a); }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_parse_int(VAL(), 1, 1 << 24, &ctx)) return cli_usage_error("run", "%s needs an integer in [1, 16777216]", a); }
-        else if (!strcmp(a, "--temp")) { if (!cli_parse_float(VAL(), 0, 100, &d)) return cli_usage_error("run", "--temp needs a number in [0, 100]"); sp.temperature = (float)d; }
-        else if (!strcmp(a, "--top-k")) { if (!cli_parse_int(VAL(), 0, 1 << 24, &v)) return cli_usage_error("run", "--top-k needs an integer >= 0"); sp.top_k = (int)v; }
-        else if (!strcmp(a, "--top-p")) { if (!cli_parse_float(VAL(), 1e-6, 1, &d)) return cli_usage_error("run", "--top-p needs a number in (0, 1]"); sp.top_p = (float)d; }
-        else if (!strcmp(a, "--min-p")) { if (!cli_parse_float(VAL(), 0, 1, &d)) return cli_usage_error("run", "--min-p needs a number in [0, 1]"); sp.min_p = (float)d; }
-        else if (!strcmp(a, "--repeat-penalty")) { if (!cli_parse_float(VAL(), 1e-3, 100, &d)) return cli_usage_error("run", "--repeat-penalty needs a number in [0.001, 100]"); sp.repeat_penalty = (float)d; }
-        else if (!strcmp(a, "--repeat-last-n")) { if (!cli_parse_int(VAL(), 0, 1 << 24, &v)) return cli_usage_error("run", "--repeat-last-n needs an integer >= 0"); sp.repeat_last_n = (int)v; }
-        else if (!strcmp(a, "--seed")) { if (!cli_parse_int(VAL(), 0, INT64_MAX, &v)) return cli_usage_error("run", "--seed needs a non-negative integer"); sp.seed = (uint64_t)v; }
+        else if ((k = cli_sampling_flag("run", argc, argv, &i, &sp)) != 0) { if (k != 1) return k; }
         else return cli_usage_error("run", "unknown option '%s'", a);
 #undef VAL
     }

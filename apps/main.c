@@ -127,6 +127,37 @@ const char *cli_value(int argc, char **argv, int *i) {
     return argv[++*i];
 }
 
+int cli_sampling_flag(const char *cmd, int argc, char **argv, int *i, deepc_sampling *sp) {
+    const char *a = argv[*i];
+    long long v;
+    double d;
+    if (!strcmp(a, "--temp")) {
+        if (!cli_parse_float(cli_value(argc, argv, i), 0, 100, &d)) return cli_usage_error(cmd, "--temp needs a number in [0, 100]");
+        sp->temperature = (float)d;
+    } else if (!strcmp(a, "--top-k")) {
+        if (!cli_parse_int(cli_value(argc, argv, i), 0, 1 << 24, &v)) return cli_usage_error(cmd, "--top-k needs an integer >= 0");
+        sp->top_k = (int)v;
+    } else if (!strcmp(a, "--top-p")) {
+        if (!cli_parse_float(cli_value(argc, argv, i), 1e-6, 1, &d)) return cli_usage_error(cmd, "--top-p needs a number in (0, 1]");
+        sp->top_p = (float)d;
+    } else if (!strcmp(a, "--min-p")) {
+        if (!cli_parse_float(cli_value(argc, argv, i), 0, 1, &d)) return cli_usage_error(cmd, "--min-p needs a number in [0, 1]");
+        sp->min_p = (float)d;
+    } else if (!strcmp(a, "--repeat-penalty")) {
+        if (!cli_parse_float(cli_value(argc, argv, i), 1e-3, 100, &d)) return cli_usage_error(cmd, "--repeat-penalty needs a number in [0.001, 100]");
+        sp->repeat_penalty = (float)d;
+    } else if (!strcmp(a, "--repeat-last-n")) {
+        if (!cli_parse_int(cli_value(argc, argv, i), 0, 1 << 24, &v)) return cli_usage_error(cmd, "--repeat-last-n needs an integer >= 0");
+        sp->repeat_last_n = (int)v;
+    } else if (!strcmp(a, "--seed")) {
+        if (!cli_parse_int(cli_value(argc, argv, i), 0, INT64_MAX, &v)) return cli_usage_error(cmd, "--seed needs a non-negative integer");
+        sp->seed = (uint64_t)v;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 static void usage(FILE *f) {
     fprintf(f,
         "deepc %s - run DeepSeek-style language models on your CPU\n"

@@ -458,9 +458,8 @@ static int convert(const char *dir, const char *out, const deepc_convert_params 
 
     char hb[32], tb[32];
     human(tb, sizeof tb, (double)total_src);
-    static const char *const arch_names[] = { "qwen2", "llama", "deepseek2", "deepseek3" };
     progress(p, "converting %s: %s, %d layers, %zu tensors, %s of weights -> %s (%s)", dir,
-             arch_names[hp.arch], hp.n_layers, n_plan, tb, out, qn);
+             deepc_arch_name(hp.arch), hp.n_layers, n_plan, tb, out, qn);
     double t0 = deepc_now(), last = 0.0;
     uint64_t done_b = 0;
     for (size_t i = 0; i < n_plan; i++) {

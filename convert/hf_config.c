@@ -178,8 +178,7 @@ int deepc_hf_parse_config(const deepc_json *cfg, deepc_hparams *hp, deepc_err *e
 }
 
 int deepc_hf_write_hparams(deepc_dqf_writer *w, const deepc_hparams *hp) {
-    static const char *const names[] = { "qwen2", "llama", "deepseek2", "deepseek3" };
-    const char *a = names[hp->arch];
+    const char *a = deepc_arch_name(hp->arch);
     int rc = deepc_dqf_put_str(w, "general.architecture", a, strlen(a));
     if (!rc) rc = deepc_dqf_put_u32(w, "llm.n_layers", (uint32_t)hp->n_layers);
     if (!rc) rc = deepc_dqf_put_u32(w, "llm.n_embd", (uint32_t)hp->n_embd);

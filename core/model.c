@@ -10,6 +10,10 @@
 
 static const char *const arch_names[DEEPC_ARCH_COUNT] = { "qwen2", "llama", "deepseek2", "deepseek3" };
 
+const char *deepc_arch_name(deepc_arch a) {
+    return (unsigned)a < DEEPC_ARCH_COUNT ? arch_names[a] : "unknown";
+}
+
 /* Binds tensor `name` of shape [rows, cols] (cols only when rows == 0 means a
  * 1-D vector). Vectors must be F32. */
 static int bind(const deepc_dqf *d, const char *name, int rows, int cols, deepc_wt *w, deepc_err *err) {

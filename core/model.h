@@ -25,6 +25,10 @@ typedef enum {
     DEEPC_ARCH_COUNT
 } deepc_arch;
 
+/* The name stored in general.architecture ("qwen2", "llama", "deepseek2",
+ * "deepseek3"). */
+const char *deepc_arch_name(deepc_arch a);
+
 static inline bool deepc_arch_is_mla(deepc_arch a) {
     return a == DEEPC_ARCH_DEEPSEEK2 || a == DEEPC_ARCH_DEEPSEEK3;
 }
