@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "util.h"
 #include "threadpool.h"   /* deepc_default_threads(): what a session uses when -t is not given */
 
 static const char bench_help[] =
@@ -55,13 +56,6 @@ static uint64_t peak_rss_bytes(void) {
 #else
     return (uint64_t)ru.ru_maxrss * 1024u;    /* KiB on Linux and the BSDs */
 #endif
-}
-
-static void human_bin(char *buf, size_t cap, double b) {
-    const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-    int k = 0;
-    while (b >= 1024.0 && k < 4) { b /= 1024.0; k++; }
-    snprintf(buf, cap, k ? "%.2f %s" : "%.0f %s", b, u[k]);
 }
 
 /* Writes s as a JSON string literal. */
@@ -248,7 +242,7 @@ static void type_mix(const deepc_model *m, char *buf, size_t cap) {
         for (int k = 0; k < nt; k++)
             if (tn[k] && (best < 0 || tb[k] > tb[best])) best = k;
         char h[32];
-        human_bin(h, sizeof h, (double)tb[best]);
+        deepc_fmt_bytes(h, sizeof h, (double)tb[best]);
         int w = snprintf(buf + used, cap - used, "%s%s %s (%llu tensors)", done ? ", " : "", types[best], h,
                          (unsigned long long)tn[best]);
         if (w < 0 || (size_t)w >= cap - used) break;
@@ -306,7 +300,7 @@ int cmd_bench(int argc, char **argv) {
         const char *q = deepc_model_meta_str(m, "general.quantization", &ql);
         if (q) snprintf(quant, sizeof quant, "%.*s", (int)ql, q);
         type_mix(m, mix, sizeof mix);
-        human_bin(size_h, sizeof size_h, (double)file_size);
+        deepc_fmt_bytes(size_h, sizeof size_h, (double)file_size);
         int np = (int)(p ? p : 1);
         if (!(prompt = malloc((size_t)np * sizeof *prompt))) { rc = cli_fail("bench", "out of memory"); goto done; }
         uint64_t seed = 0x5EEDBEEFull;
@@ -393,8 +387,8 @@ int cmd_bench(int argc, char **argv) {
             char params[32], rss_h[32], act_h[32];
             double P = (double)mi.n_params;
             snprintf(params, sizeof params, P >= 1e9 ? "%.2f B" : "%.2f M", P >= 1e9 ? P / 1e9 : P / 1e6);
-            human_bin(rss_h, sizeof rss_h, (double)rss);
-            human_bin(act_h, sizeof act_h, (double)mi.active_weight_bytes);
+            deepc_fmt_bytes(rss_h, sizeof rss_h, (double)rss);
+            deepc_fmt_bytes(act_h, sizeof act_h, (double)mi.active_weight_bytes);
             printf("model:   %s (%s, %s params, file %s)\n", model, mi.arch, params, size_h);
             printf("types:   %s\n", mix);
             printf("run:     %d thread(s), isa %s, batch %lld, %lld repetition(s)", nt, isa_name, batch ? batch : 64, reps);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "util.h"
 
 static void print_progress(void *user, int level, const char *msg) {
     (void)level;
@@ -63,13 +64,6 @@ int cmd_convert(int argc, char **argv) {
         return cli_fail("convert", "%s", deepc_open_error());
     }
     return CLI_OK;
-}
-
-static void human(char *o, size_t cap, double b) {
-    const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-    int i = 0;
-    while (b >= 1024.0 && i < 4) { b /= 1024.0; i++; }
-    snprintf(o, cap, i ? "%.2f %s" : "%.0f %s", b, u[i]);
 }
 
 /* Tensor classes for the bits/weight summary, by .dqf tensor name (the
@@ -167,19 +161,19 @@ int cmd_info(int argc, char **argv) {
     }
     printf("tensors:         %zu\n", n);
     for (int k = 0; k < nt; k++) {
-        human(b1, sizeof b1, (double)tb[k]);
+        deepc_fmt_bytes(b1, sizeof b1, (double)tb[k]);
         printf("  %-8s %5llu tensors  %12s  %.2f bits/weight\n", types[k], (unsigned long long)tn[k], b1, te[k] ? 8.0 * tb[k] / te[k] : 0.0);
     }
     printf("by class:\n");
     for (int c = 0; c < CLS_N; c++) {
         if (!cn[c]) continue;
-        human(b1, sizeof b1, (double)cb[c]);
+        deepc_fmt_bytes(b1, sizeof b1, (double)cb[c]);
         printf("  %-15s %5llu tensors  %12s  %.2f bits/weight\n", class_names[c], (unsigned long long)cn[c], b1,
                ce[c] ? 8.0 * cb[c] / ce[c] : 0.0);
     }
     if (ctx > mi.n_ctx_train) ctx = mi.n_ctx_train;
-    human(b1, sizeof b1, (double)mi.weight_bytes);
-    human(b2, sizeof b2, (double)mi.kv_bytes_per_token * ctx);
+    deepc_fmt_bytes(b1, sizeof b1, (double)mi.weight_bytes);
+    deepc_fmt_bytes(b2, sizeof b2, (double)mi.kv_bytes_per_token * ctx);
     printf("memory:          weights %s, KV cache %s for %lld tokens (%llu bytes/token, fp16)\n", b1, b2, ctx,
            (unsigned long long)mi.kv_bytes_per_token);
     if (mi.kv_lora_rank)
@@ -192,7 +186,7 @@ int cmd_info(int argc, char **argv) {
             deepc_model_tensor(m, i, &ti);
             printf("  %-60s %-5s [", ti.name, ti.type);
             for (int d = 0; d < ti.ndim; d++) printf("%s%llu", d ? ", " : "", (unsigned long long)ti.dims[d]);
-            human(b1, sizeof b1, (double)ti.bytes);
+            deepc_fmt_bytes(b1, sizeof b1, (double)ti.bytes);
             printf("] %s\n", b1);
         }
     }

@@ -83,13 +83,6 @@ static void progress(const deepc_convert_params *p, const char *fmt, ...) {
     p->progress(p->progress_user, 0, line);
 }
 
-static void human(char *out, size_t cap, double b) {
-    const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-    int i = 0;
-    while (b >= 1024.0 && i < 4) { b /= 1024.0; i++; }
-    snprintf(out, cap, i ? "%.2f %s" : "%.0f %s", b, u[i]);
-}
-
 /* ---- quantization policy ------------------------------------------------ */
 
 /* --type is one weight type for every matrix, or a recipe that picks a type
@@ -457,7 +450,7 @@ static int convert(const char *dir, const char *out, const deepc_convert_params 
     if (rc) { rc = deepc_errf(err, rc, "%s", deepc_dqf_writer_error(w)); goto done; }
 
     char hb[32], tb[32];
-    human(tb, sizeof tb, (double)total_src);
+    deepc_fmt_bytes(tb, sizeof tb, (double)total_src);
     progress(p, "converting %s: %s, %d layers, %zu tensors, %s of weights -> %s (%s)", dir,
              deepc_arch_name(hp.arch), hp.n_layers, n_plan, tb, out, qn);
     double t0 = deepc_now(), last = 0.0;
@@ -473,9 +466,9 @@ static int convert(const char *dir, const char *out, const deepc_convert_params 
         if (now - last >= 0.5 || i + 1 == n_plan) {
             last = now;
             double rate = now > 0 ? (double)done_b / now : 0.0;
-            human(hb, sizeof hb, (double)done_b);
+            deepc_fmt_bytes(hb, sizeof hb, (double)done_b);
             char rb[32];
-            human(rb, sizeof rb, rate);
+            deepc_fmt_bytes(rb, sizeof rb, rate);
             progress(p, "[%zu/%zu] %s/%s  %s/s  ETA %.0fs  %s", i + 1, n_plan, hb, tb, rb,
                      rate > 0 ? (double)(total_src - done_b) / rate : 0.0, plan[i].name);
         }

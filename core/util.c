@@ -83,3 +83,10 @@ uint64_t deepc_peak_rss(void) {
     return (uint64_t)ru.ru_maxrss * 1024u;  /* kilobytes on Linux */
 #endif
 }
+
+void deepc_fmt_bytes(char *out, size_t cap, double b) {
+    const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+    int i = 0;
+    while (b >= 1024.0 && i < 4) { b /= 1024.0; i++; }
+    snprintf(out, cap, i ? "%.2f %s" : "%.0f %s", b, u[i]);
+}

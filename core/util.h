@@ -44,6 +44,9 @@ int deepc_read_file(const char *path, size_t max_bytes, char **out, size_t *out_
 /* Joins dir and name with a '/' into a heap string owned by the caller. */
 char *deepc_path_join(const char *dir, const char *name);
 
+/* Formats a byte count with binary units ("512 B", "1.50 GiB") into out. */
+void deepc_fmt_bytes(char *out, size_t cap, double bytes);
+
 /* Peak resident set size of this process in bytes (0 if unknown). */
 uint64_t deepc_peak_rss(void);
 
