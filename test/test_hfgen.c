@@ -1,8 +1,8 @@
 /* test_hfgen.c - the synthetic checkpoint generator (test/support/hfgen.c) and
  * the fp32 reference model (test/support/ref_model.c) checked on their own,
- * before anything is compared against them. The safetensors and JSON checks
- * use a tiny local scan, not the engine's readers, so a bug in one cannot
- * hide a bug in the other. */
+ * before anything is compared against them. The files are read back with
+ * the small local scan of test/support/hfread.h, not the engine's readers,
+ * so a bug in one cannot hide a bug in the other. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,63 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include "hfgen.h"
+#include "hfread.h"
 #include "ref_model.h"
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static char *slurp(const char *dir, const char *name, size_t *len) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = 0;
-    fclose(f);
-    if (len) *len = (size_t)n;
-    return buf;
-}
-
-static void make_tmpdir(char *out, size_t cap) {
-    const char *t = getenv("TMPDIR");
-    snprintf(out, cap, "%s/deepc_hfgen_XXXXXX", t && *t ? t : "/tmp");
-    assert_non_null(mkdtemp(out));
-}
-
-/* Removes everything hfgen_write can create in dir, then dir. */
-static void remove_checkpoint(const char *dir) {
-    static const char *const names[] = {
-        "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-        "model.safetensors", "model.safetensors.index.json",
-    };
-    char path[512];
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        unlink(path);
-    }
-    for (int n = 2; n <= 5; n++)
-        for (int k = 1; k <= n; k++) {
-            snprintf(path, sizeof path, "%s/model-%05d-of-%05d.safetensors", dir, k, n);
-            unlink(path);
-        }
-    rmdir(dir);
-}
-
-static void write_checkpoint(const char *dir, const hfgen_spec *s) {
-    deepc_err err;
-    err.msg[0] = 0;
-    int rc = hfgen_write(dir, s, &err);
-    if (rc != 0) print_error("hfgen_write: %s\n", err.msg);
-    assert_int_equal(rc, 0);
-}
 
 static hfgen_spec preset(const char *name) {
     hfgen_spec s;
@@ -77,51 +25,12 @@ static hfgen_spec preset(const char *name) {
     return s;
 }
 
-/* A tiny safetensors scan: the entry for `name` in a header. */
-typedef struct {
-    char dtype[16];
-    uint64_t shape[2];
-    int ndim;
-    uint64_t begin, end;
-} st_entry;
-
-static bool st_find(const char *header, const char *name, st_entry *e) {
-    char key[160];
-    snprintf(key, sizeof key, "\"%s\":{", name);
-    const char *p = strstr(header, key);
-    if (!p) return false;
-    p += strlen(key);
-    memset(e, 0, sizeof *e);
-    const char *d = strstr(p, "\"dtype\":\"");
-    const char *sh = strstr(p, "\"shape\":[");
-    const char *of = strstr(p, "\"data_offsets\":[");
-    const char *close = strchr(p, '}');
-    if (!d || !sh || !of || !close || d > close || sh > close || of > close) return false;
-    sscanf(d + 9, "%15[^\"]", e->dtype);
-    char *q;
-    e->shape[0] = strtoull(sh + 9, &q, 10);
-    e->ndim = 1;
-    if (*q == ',') {
-        e->shape[1] = strtoull(q + 1, &q, 10);
-        e->ndim = 2;
-    }
-    e->begin = strtoull(of + 16, &q, 10);
-    e->end = strtoull(q + 1, NULL, 10);
-    return true;
-}
-
-/* Header of a safetensors file (NUL-terminated copy) and its length. */
-static char *st_header(const char *file_data, size_t file_len, uint64_t *hl) {
-    assert_true(file_len >= 8);
-    uint64_t n = 0;
-    for (int i = 0; i < 8; i++) n |= (uint64_t)(uint8_t)file_data[i] << (8 * i);
-    assert_true(n <= file_len - 8);
-    char *h = malloc((size_t)n + 1);
-    assert_non_null(h);
-    memcpy(h, file_data + 8, (size_t)n);
-    h[n] = 0;
-    *hl = n;
-    return h;
+/* The checkpoint of s, written to a scratch directory and read back
+ * (hfr_close removes it). */
+static hfr_checkpoint written(const hfgen_spec *s) {
+    hfr_checkpoint c;
+    assert_int_equal(hfr_write_dense(&c, s), 0);
+    return c;
 }
 
 /* ---- presets ------------------------------------------------------------ */
@@ -234,17 +143,10 @@ static void test_fill_is_independent_of_slicing(void **state) {
  * covering the data exactly, bytes equal to the BF16 of hfgen_fill. */
 static void test_single_file_checkpoint_is_well_formed(void **state) {
     (void)state;
-    char dir[256];
-    make_tmpdir(dir, sizeof dir);
     hfgen_spec s = preset("tiny-qwen2");
-    write_checkpoint(dir, &s);
-
-    size_t len;
-    char *data = slurp(dir, "model.safetensors", &len);
-    assert_non_null(data);
-    uint64_t hl;
-    char *h = st_header(data, len, &hl);
-    assert_int_equal(hl % 8, 0);
+    hfr_checkpoint c = written(&s);
+    const char *h = c.shard[0].header;
+    assert_int_equal(c.shard[0].header_len % 8, 0);
     assert_int_equal(h[0], '{');
     assert_non_null(strstr(h, "\"__metadata__\":{\"format\":\"pt\"}"));
 
@@ -253,151 +155,92 @@ static void test_single_file_checkpoint_is_well_formed(void **state) {
     uint64_t covered = 0;
     for (int i = 0; i < nt; i++) {
         hfgen_tensor t;
-        st_entry e;
+        hfr_entry e;
         assert_int_equal(hfgen_tensor_at(&s, i, &t), 0);
-        assert_true(st_find(h, t.name, &e));
+        assert_int_equal(hfr_locate(&c, t.name, &e), 0);
         assert_string_equal(e.dtype, "BF16");
         assert_int_equal(e.ndim, t.ndim);
         assert_true(e.shape[0] == t.shape[0] && e.shape[1] == t.shape[1]);
         assert_true(e.end - e.begin == t.n_elems * 2);
         covered += e.end - e.begin;
     }
-    assert_true(8 + hl + covered == len);
+    assert_true(covered == hfr_data_bytes(&c, 0));
     assert_null(strstr(h, "lm_head.weight"));
 
     /* q_proj is [n_heads*head_dim, dim] = [64, 64]; k_proj [2*16, 64] */
-    st_entry e;
-    assert_true(st_find(h, "model.layers.0.self_attn.k_proj.weight", &e));
+    hfr_entry e;
+    assert_true(hfr_st_find(h, "model.layers.0.self_attn.k_proj.weight", &e));
     assert_true(e.shape[0] == 32 && e.shape[1] == 64);
-    assert_true(st_find(h, "model.layers.1.self_attn.v_proj.bias", &e));
+    assert_true(hfr_st_find(h, "model.layers.1.self_attn.v_proj.bias", &e));
     assert_true(e.shape[0] == 32 && e.ndim == 1);
 
     /* bytes of one tensor */
     hfgen_tensor t;
     assert_int_equal(hfgen_tensor_find(&s, "model.layers.1.mlp.down_proj.weight", &t), 0);
-    assert_true(st_find(h, t.name, &e));
+    assert_true(hfr_st_find(h, t.name, &e));
     float *v = malloc(t.n_elems * sizeof(float));
     assert_non_null(v);
     hfgen_fill(&s, &t, 0, v, t.n_elems);
-    const uint8_t *p = (const uint8_t *)data + 8 + hl + e.begin;
-    for (uint64_t i = 0; i < t.n_elems; i++) {
-        uint16_t b = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
-        assert_int_equal(b, hfgen_f32_to_bf16(v[i]));
-    }
+    const uint8_t *p = hfr_data(&c, 0, &e);
+    assert_non_null(p);
+    for (uint64_t i = 0; i < t.n_elems; i++) assert_int_equal(hfr_le_u16(p + 2 * i), hfgen_f32_to_bf16(v[i]));
     free(v);
-    free(h);
-    free(data);
-    remove_checkpoint(dir);
+    hfr_close(&c);
 }
 
 /* Sharded: the index names every tensor once, in a shard that has it;
  * total_size is the sum of tensor bytes; no model.safetensors is left. */
 static void test_sharded_index_names_every_tensor(void **state) {
     (void)state;
-    char dir[256];
-    make_tmpdir(dir, sizeof dir);
     hfgen_spec s = preset("tiny-llama");
     s.n_shards = 3;
     s.dtype = "F16";
-    write_checkpoint(dir, &s);
-
-    char *index = slurp(dir, "model.safetensors.index.json", NULL);
-    assert_non_null(index);
-    assert_null(slurp(dir, "model.safetensors", NULL));
-    char *shard_hdr[3];
-    size_t shard_len[3];
-    uint64_t shard_hl[3], shard_cover[3] = {0, 0, 0};
-    for (int k = 0; k < 3; k++) {
-        char name[64];
-        snprintf(name, sizeof name, "model-%05d-of-00003.safetensors", k + 1);
-        char *d = slurp(dir, name, &shard_len[k]);
-        assert_non_null(d);
-        shard_hdr[k] = st_header(d, shard_len[k], &shard_hl[k]);
-        free(d);
-    }
-    uint64_t total = 0;
+    hfr_checkpoint c = written(&s);  /* model-0000K-of-00003.safetensors + index */
+    assert_false(hfr_exists(c.dir, "model.safetensors"));
+    uint64_t total = 0, cover[3] = {0, 0, 0};
     const int nt = hfgen_tensor_count(&s);
     assert_int_equal(nt, 1 + 2 * 9 + 2);  /* untied: lm_head present, no biases */
     for (int i = 0; i < nt; i++) {
         hfgen_tensor t;
+        hfr_entry e;
         assert_int_equal(hfgen_tensor_at(&s, i, &t), 0);
-        char key[160];
-        snprintf(key, sizeof key, "\"%s\": \"model-0000", t.name);
-        const char *p = strstr(index, key);
-        assert_non_null(p);
-        int k = p[strlen(key)] - '1';
+        const int k = hfr_locate(&c, t.name, &e);   /* named by the index, in that shard only */
         assert_true(k >= 0 && k < 3);
-        st_entry e;
-        assert_true(st_find(shard_hdr[k], t.name, &e));
         assert_string_equal(e.dtype, "F16");
-        for (int o = 0; o < 3; o++)
-            if (o != k) assert_false(st_find(shard_hdr[o], t.name, &e));
-        assert_true(st_find(shard_hdr[k], t.name, &e));
-        shard_cover[k] += e.end - e.begin;
+        cover[k] += e.end - e.begin;
         total += t.n_elems * 2;
     }
     for (int k = 0; k < 3; k++) {
-        assert_true(shard_cover[k] > 0);
-        assert_true(8 + shard_hl[k] + shard_cover[k] == shard_len[k]);
-        free(shard_hdr[k]);
+        assert_true(cover[k] > 0);
+        assert_true(cover[k] == hfr_data_bytes(&c, k));
     }
     char want[64];
     snprintf(want, sizeof want, "\"total_size\": %llu", (unsigned long long)total);
-    assert_non_null(strstr(index, want));
-    free(index);
-    remove_checkpoint(dir);
+    assert_non_null(strstr(c.index, want));
+    hfr_close(&c);
 }
 
 /* Same spec and seed: the same bytes in every file; another seed: other weights. */
 static void test_same_seed_gives_same_bytes(void **state) {
     (void)state;
-    char a[256], b[256], c[256];
-    make_tmpdir(a, sizeof a);
-    make_tmpdir(b, sizeof b);
-    make_tmpdir(c, sizeof c);
     hfgen_spec s = preset("tiny-qwen2");
-    write_checkpoint(a, &s);
-    write_checkpoint(b, &s);
+    hfr_checkpoint a = written(&s), b = written(&s);
     s.seed = 99;
-    write_checkpoint(c, &s);
-    static const char *const names[] = {"config.json", "generation_config.json", "tokenizer.json",
-                                        "tokenizer_config.json", "model.safetensors"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        size_t la, lb;
-        char *fa = slurp(a, names[i], &la), *fb = slurp(b, names[i], &lb);
-        assert_non_null(fa);
-        assert_non_null(fb);
-        assert_true(la == lb);
-        assert_memory_equal(fa, fb, la);
-        free(fa);
-        free(fb);
-    }
-    size_t la, lc;
-    char *fa = slurp(a, "model.safetensors", &la), *fc = slurp(c, "model.safetensors", &lc);
-    assert_true(la == lc);
-    assert_true(memcmp(fa, fc, la) != 0);
-    free(fa);
-    free(fc);
-    remove_checkpoint(a);
-    remove_checkpoint(b);
-    remove_checkpoint(c);
+    hfr_checkpoint c = written(&s);
+    assert_true(hfr_same_files(&a, &b));
+    assert_true(a.shard[0].len == c.shard[0].len);
+    assert_true(memcmp(a.shard[0].data, c.shard[0].data, a.shard[0].len) != 0);
+    hfr_close(&a);
+    hfr_close(&b);
+    hfr_close(&c);
 }
 
 /* config.json carries the real keys; ids agree with the tokenizer files. */
 static void test_config_and_tokenizer_agree(void **state) {
     (void)state;
-    char dir[256];
-    make_tmpdir(dir, sizeof dir);
     hfgen_spec s = preset("tiny-qwen2");
-    write_checkpoint(dir, &s);
-    char *cfg = slurp(dir, "config.json", NULL);
-    char *tok = slurp(dir, "tokenizer.json", NULL);
-    char *tcfg = slurp(dir, "tokenizer_config.json", NULL);
-    char *gen = slurp(dir, "generation_config.json", NULL);
-    assert_non_null(cfg);
-    assert_non_null(tok);
-    assert_non_null(tcfg);
-    assert_non_null(gen);
+    hfr_checkpoint c = written(&s);
+    const char *cfg = c.config, *tok = c.tokenizer, *tcfg = c.tokenizer_config;
     static const char *const keys[] = {
         "\"Qwen2ForCausalLM\"", "\"model_type\": \"qwen2\"", "\"hidden_size\": 64", "\"intermediate_size\": 160",
         "\"num_hidden_layers\": 2", "\"num_attention_heads\": 4", "\"num_key_value_heads\": 2",
@@ -405,17 +248,16 @@ static void test_config_and_tokenizer_agree(void **state) {
         "\"tie_word_embeddings\": true", "\"hidden_act\": \"silu\"", "\"torch_dtype\": \"bfloat16\"",
         "\"use_sliding_window\": false", "\"max_position_embeddings\": 4096",
     };
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        if (!strstr(cfg, keys[i])) print_error("config.json lacks %s\n", keys[i]);
-        assert_non_null(strstr(cfg, keys[i]));
-    }
+    const char *missing = hfr_first_missing(cfg, keys, sizeof keys / sizeof keys[0]);
+    if (missing) print_error("config.json lacks %s\n", missing);
+    assert_null(missing);
     const int bos = hfgen_bos_id(&s), eos = hfgen_eos_id(&s), ntok = hfgen_tokenizer_size(&s);
     char want[128];
     /* R1-Distill-Qwen's config.json names <｜end▁of▁sentence｜> as both ids */
     snprintf(want, sizeof want, "\"bos_token_id\": %d,\n  \"eos_token_id\": %d,", eos, eos);
     assert_non_null(strstr(cfg, want));
     snprintf(want, sizeof want, "\"bos_token_id\": %d,\n  \"eos_token_id\": %d,", bos, eos);
-    assert_non_null(strstr(gen, want));
+    assert_non_null(strstr(c.generation_config, want));
     snprintf(want, sizeof want, "\"id\": %d,\n      \"content\": \"<｜begin▁of▁sentence｜>\"", bos);
     assert_non_null(strstr(tok, want));
     snprintf(want, sizeof want, "\"id\": %d,\n      \"content\": \"<｜end▁of▁sentence｜>\"", eos);
@@ -432,38 +274,39 @@ static void test_config_and_tokenizer_agree(void **state) {
     assert_non_null(strstr(tcfg, "<｜Assistant｜><think>\\\\n"));
     assert_non_null(strstr(tcfg, "\"add_bos_token\": true"));
     assert_true(ntok <= s.vocab);
-    free(cfg);
-    free(tok);
-    free(tcfg);
-    free(gen);
-    remove_checkpoint(dir);
+    hfr_close(&c);
 }
 
 /* The Llama flavour: llama3 rope_scaling, Llama 3 digit grouping, merges as
  * "a b" strings, BOS through a Sequence post-processor. */
 static void test_llama_files_carry_llama3_fields(void **state) {
     (void)state;
-    char dir[256];
-    make_tmpdir(dir, sizeof dir);
     hfgen_spec s = preset("tiny-llama");
-    write_checkpoint(dir, &s);
-    char *cfg = slurp(dir, "config.json", NULL);
-    char *tok = slurp(dir, "tokenizer.json", NULL);
-    assert_non_null(strstr(cfg, "\"LlamaForCausalLM\""));
-    assert_non_null(strstr(cfg, "\"rope_type\": \"llama3\""));
-    assert_non_null(strstr(cfg, "\"original_max_position_embeddings\": 256"));
-    assert_non_null(strstr(cfg, "\"factor\": 8.0"));
-    assert_non_null(strstr(cfg, "\"tie_word_embeddings\": false"));
-    assert_non_null(strstr(tok, "\\\\p{N}{1,3}"));
-    assert_non_null(strstr(tok, "\"ignore_merges\": true"));
-    assert_non_null(strstr(tok, "\"merges\": [\n      \"Ġ t\""));
-    assert_non_null(strstr(tok, "\"type\": \"Sequence\",\n    \"processors\""));
-    free(cfg);
-    free(tok);
-    remove_checkpoint(dir);
+    hfr_checkpoint c = written(&s);
+    static const char *const cfg_keys[] = {
+        "\"LlamaForCausalLM\"", "\"rope_type\": \"llama3\"", "\"original_max_position_embeddings\": 256",
+        "\"factor\": 8.0", "\"tie_word_embeddings\": false",
+    };
+    static const char *const tok_keys[] = {
+        "\\\\p{N}{1,3}", "\"ignore_merges\": true", "\"merges\": [\n      \"Ġ t\"",
+        "\"type\": \"Sequence\",\n    \"processors\"",
+    };
+    assert_null(hfr_first_missing(c.config, cfg_keys, sizeof cfg_keys / sizeof cfg_keys[0]));
+    assert_null(hfr_first_missing(c.tokenizer, tok_keys, sizeof tok_keys / sizeof tok_keys[0]));
+    hfr_close(&c);
 }
 
 /* ---- reference model ---------------------------------------------------- */
+
+static const char *const TINY[] = {"tiny-qwen2", "tiny-llama"};
+
+/* The fp32 reference of the k-th tiny preset (its spec in *s). */
+static ref_model *tiny_ref(int k, hfgen_spec *s) {
+    *s = preset(TINY[k]);
+    ref_model *m = ref_model_from_spec(s);
+    assert_non_null(m);
+    return m;
+}
 
 static float *run_ref(ref_model *m, const int *tok, int n) {
     const int V = ref_model_config(m)->vocab;
@@ -477,11 +320,9 @@ static float *run_ref(ref_model *m, const int *tok, int n) {
  * later row enters an earlier one). */
 static void test_ref_forward_is_causal(void **state) {
     (void)state;
-    const char *names[] = {"tiny-qwen2", "tiny-llama"};
     for (int p = 0; p < 2; p++) {
-        hfgen_spec s = preset(names[p]);
-        ref_model *m = ref_model_from_spec(&s);
-        assert_non_null(m);
+        hfgen_spec s;
+        ref_model *m = tiny_ref(p, &s);
         const int V = s.vocab, n = 12, k = 7;
         int a[12], b[12];
         for (int i = 0; i < n; i++) a[i] = b[i] = (i * 53 + 5) % 400;
@@ -560,16 +401,14 @@ static void test_ref_load_matches_ref_from_spec(void **state) {
         {"tiny-qwen2", "BF16", 1}, {"tiny-llama", "F16", 3}, {"tiny-llama", "F32", 2},
     };
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        char dir[256];
-        make_tmpdir(dir, sizeof dir);
         hfgen_spec s = preset(cases[ci].preset);
         s.dtype = cases[ci].dtype;
         s.n_shards = cases[ci].shards;
-        write_checkpoint(dir, &s);
+        hfr_checkpoint c = written(&s);
         deepc_err err;
         err.msg[0] = 0;
         ref_model *a = ref_model_from_spec(&s);
-        ref_model *b = ref_model_load(dir, &err);
+        ref_model *b = ref_model_load(c.dir, &err);
         if (!b) print_error("ref_model_load: %s\n", err.msg);
         assert_non_null(a);
         assert_non_null(b);
@@ -585,7 +424,7 @@ static void test_ref_load_matches_ref_from_spec(void **state) {
         free(lb);
         ref_model_free(a);
         ref_model_free(b);
-        remove_checkpoint(dir);
+        hfr_close(&c);
     }
     deepc_err err;
     err.msg[0] = 0;
@@ -597,11 +436,9 @@ static void test_ref_load_matches_ref_from_spec(void **state) {
  * of a few units (std ~2), not flat, not saturated. */
 static void test_ref_logits_have_a_useful_spread(void **state) {
     (void)state;
-    const char *names[] = {"tiny-qwen2", "tiny-llama"};
     for (int p = 0; p < 2; p++) {
-        hfgen_spec s = preset(names[p]);
-        ref_model *m = ref_model_from_spec(&s);
-        assert_non_null(m);
+        hfgen_spec s;
+        ref_model *m = tiny_ref(p, &s);
         int tok[16];
         for (int i = 0; i < 16; i++) tok[i] = (i * 29 + 3) % hfgen_tokenizer_size(&s);
         float *lg = run_ref(m, tok, 16);

@@ -1,7 +1,8 @@
 /* test_hfgen_moe.c - the DeepSeek-V2 / V3 checkpoint generator
  * (test/support/hfgen_moe.c) and its fp32 reference (test/support/ref_moe.c)
  * checked on their own, before the engine is compared against them. Files
- * are read back with a small local scan (not the engine's readers), FP8 is
+ * are read back with the small local scan of test/support/hfread.h (not the
+ * engine's readers), FP8 is
  * decoded with a table written here from the E4M3 definition, and the MLA
  * reference is checked against an absorbed-form attention written here with
  * the interleaved (complex-pair) RoPE of DeepSeek's inference/model.py. */
@@ -15,10 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include "hfgen_moe.h"
+#include "hfread.h"
 #include "ref_moe.h"
 
 #ifndef M_PI
@@ -33,106 +32,22 @@ static hfgen_moe_spec preset(const char *name) {
     return s;
 }
 
-static char *slurp(const char *dir, const char *name, size_t *len) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = 0;
-    fclose(f);
-    if (len) *len = (size_t)n;
-    return buf;
+/* The checkpoint of s, written to a scratch directory and read back
+ * (hfr_close removes it). */
+static hfr_checkpoint written(const hfgen_moe_spec *s) {
+    hfr_checkpoint c;
+    assert_int_equal(hfr_write_moe(&c, s), 0);
+    return c;
 }
 
-static void make_tmpdir(char *out, size_t cap) {
-    const char *t = getenv("TMPDIR");
-    snprintf(out, cap, "%s/deepc_hfgen_moe_XXXXXX", t && *t ? t : "/tmp");
-    assert_non_null(mkdtemp(out));
-}
+static const char *const TINY[] = {"tiny-deepseek2", "tiny-deepseek2-group", "tiny-deepseek3"};
 
-static void shard_file(char *out, size_t cap, int k, int n) {
-    if (n == 1) snprintf(out, cap, "model.safetensors");
-    else snprintf(out, cap, "model-%05d-of-%06d.safetensors", k + 1, n);
-}
-
-static void remove_checkpoint(const char *dir, int n_shards) {
-    static const char *const names[] = {"config.json", "generation_config.json", "tokenizer.json",
-                                        "tokenizer_config.json", "model.safetensors", "model.safetensors.index.json"};
-    char path[512], f[64];
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        unlink(path);
-    }
-    for (int k = 0; k < n_shards && n_shards > 1; k++) {
-        shard_file(f, sizeof f, k, n_shards);
-        snprintf(path, sizeof path, "%s/%s", dir, f);
-        unlink(path);
-    }
-    rmdir(dir);
-}
-
-static void write_checkpoint(const char *dir, const hfgen_moe_spec *s) {
-    deepc_err err;
-    err.msg[0] = 0;
-    int rc = hfgen_moe_write(dir, s, NULL, NULL, NULL, &err);
-    if (rc != 0) print_error("hfgen_moe_write: %s\n", err.msg);
-    assert_int_equal(rc, 0);
-}
-
-/* A tiny safetensors scan: the entry for `name` in a header. */
-typedef struct {
-    char dtype[16];
-    uint64_t shape[2];
-    int ndim;
-    uint64_t begin, end;
-} st_entry;
-
-static bool st_find(const char *header, const char *name, st_entry *e) {
-    char key[160];
-    snprintf(key, sizeof key, "\"%s\":{", name);
-    const char *p = strstr(header, key);
-    if (!p) return false;
-    p += strlen(key);
-    memset(e, 0, sizeof *e);
-    const char *d = strstr(p, "\"dtype\":\""), *sh = strstr(p, "\"shape\":["), *of = strstr(p, "\"data_offsets\":[");
-    const char *close = strchr(p, '}');
-    if (!d || !sh || !of || !close || d > close || sh > close || of > close) return false;
-    sscanf(d + 9, "%15[^\"]", e->dtype);
-    char *q;
-    e->shape[0] = strtoull(sh + 9, &q, 10);
-    e->ndim = 1;
-    if (*q == ',') {
-        e->shape[1] = strtoull(q + 1, &q, 10);
-        e->ndim = 2;
-    }
-    e->begin = strtoull(of + 16, &q, 10);
-    e->end = strtoull(q + 1, NULL, 10);
-    return true;
-}
-
-static char *st_header(const char *file_data, size_t file_len, uint64_t *hl) {
-    assert_true(file_len >= 8);
-    uint64_t n = 0;
-    for (int i = 0; i < 8; i++) n |= (uint64_t)(uint8_t)file_data[i] << (8 * i);
-    assert_true(n <= file_len - 8);
-    char *h = malloc((size_t)n + 1);
-    assert_non_null(h);
-    memcpy(h, file_data + 8, (size_t)n);
-    h[n] = 0;
-    *hl = n;
-    return h;
-}
-
-static int count_substr(const char *s, const char *needle) {
-    int n = 0;
-    for (const char *p = strstr(s, needle); p; p = strstr(p + 1, needle)) n++;
-    return n;
+/* The fp32 reference of the k-th tiny preset (its spec in *s). */
+static ref_moe *tiny_ref(size_t k, hfgen_moe_spec *s) {
+    *s = preset(TINY[k]);
+    ref_moe *m = ref_moe_from_spec(s);
+    assert_non_null(m);
+    return m;
 }
 
 /* E4M3 decoded from its definition (sign, 4-bit exponent with bias 7,
@@ -143,13 +58,6 @@ static float e4m3(uint8_t b) {
     double v = e == 0 ? m / 8.0 * pow(2, -6) : (1.0 + m / 8.0) * pow(2, e - 7);
     if (e == 15 && m == 7) v = NAN;
     return (float)((b & 0x80) ? -v : v);
-}
-
-static float le_f32(const uint8_t *p) {
-    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
 }
 
 /* ---- presets and validation --------------------------------------------- */
@@ -428,43 +336,25 @@ static void test_fp8_effective_weights_within_rounding(void **state) {
  * decode (with the table above) to exactly the reference's values. */
 static void test_sharded_fp8_checkpoint_is_well_formed(void **state) {
     (void)state;
-    char dir[256];
-    make_tmpdir(dir, sizeof dir);
     hfgen_moe_spec s = preset("tiny-deepseek3");
     s.n_shards = 2;
-    write_checkpoint(dir, &s);
-    assert_null(slurp(dir, "model.safetensors", NULL));
-    char *index = slurp(dir, "model.safetensors.index.json", NULL);
-    assert_non_null(index);
-    char *data[2], *hdr[2];
-    size_t len[2];
-    uint64_t hl[2], cover[2] = {0, 0};
+    hfr_checkpoint c = written(&s);  /* model-0000K-of-000002.safetensors + index */
+    assert_false(hfr_exists(c.dir, "model.safetensors"));
+    uint64_t cover[2] = {0, 0};
     for (int k = 0; k < 2; k++) {
-        char f[64];
-        shard_file(f, sizeof f, k, 2);
-        data[k] = slurp(dir, f, &len[k]);
-        assert_non_null(data[k]);
-        hdr[k] = st_header(data[k], len[k], &hl[k]);
-        assert_int_equal(hl[k] % 8, 0);
-        assert_non_null(strstr(hdr[k], "\"__metadata__\":{\"format\":\"pt\"}"));
+        assert_int_equal(c.shard[k].header_len % 8, 0);
+        assert_non_null(strstr(c.shard[k].header, "\"__metadata__\":{\"format\":\"pt\"}"));
     }
     const int nt = hfgen_moe_tensor_count(&s);
-    assert_int_equal(count_substr(hdr[0], "\"dtype\":") + count_substr(hdr[1], "\"dtype\":"), nt);
-    assert_int_equal(count_substr(index, ".safetensors\""), nt);
+    assert_int_equal(hfr_count(c.shard[0].header, "\"dtype\":") + hfr_count(c.shard[1].header, "\"dtype\":"), nt);
+    assert_int_equal(hfr_count(c.index, ".safetensors\""), nt);
     uint64_t total = 0;
     for (int i = 0; i < nt; i++) {
         hfgen_moe_tensor t;
         assert_int_equal(hfgen_moe_tensor_at(&s, i, &t), 0);
-        char key[160];
-        snprintf(key, sizeof key, "\"%s\": \"model-0000", t.name);
-        const char *p = strstr(index, key);
-        assert_non_null(p);
-        const int k = p[strlen(key)] - '1';
+        hfr_entry e;
+        const int k = hfr_locate(&c, t.name, &e);   /* named by the index, in that shard only */
         assert_true(k == 0 || k == 1);
-        st_entry e;
-        assert_true(st_find(hdr[k], t.name, &e));
-        assert_false(st_find(hdr[1 - k], t.name, &e));
-        assert_true(st_find(hdr[k], t.name, &e));
         assert_string_equal(e.dtype, t.dtype);
         assert_int_equal(e.ndim, t.ndim);
         assert_true(e.shape[0] == t.shape[0] && e.shape[1] == t.shape[1]);
@@ -475,13 +365,13 @@ static void test_sharded_fp8_checkpoint_is_well_formed(void **state) {
         if (t.kind == HFGEN_MOE_SCALE_INV) {        /* a scale lives in its weight's shard */
             char wname[128];
             snprintf(wname, sizeof wname, "%.*s", (int)(strlen(t.name) - strlen("_scale_inv")), t.name);
-            assert_true(st_find(hdr[k], wname, &e));
+            assert_true(hfr_st_find(c.shard[k].header, wname, &e));
         }
     }
-    for (int k = 0; k < 2; k++) assert_true(8 + hl[k] + cover[k] == len[k]);
+    for (int k = 0; k < 2; k++) assert_true(cover[k] == hfr_data_bytes(&c, k));
     char want[64];
     snprintf(want, sizeof want, "\"total_size\": %llu", (unsigned long long)total);
-    assert_non_null(strstr(index, want));
+    assert_non_null(strstr(c.index, want));
     assert_true(total == hfgen_moe_tensor_bytes(&s));
 
     /* file bytes -> values, for each stored dtype */
@@ -489,59 +379,52 @@ static void test_sharded_fp8_checkpoint_is_well_formed(void **state) {
                                         "model.layers.0.self_attn.o_proj.weight", "model.layers.2.mlp.gate.weight",
                                         "model.layers.2.mlp.gate.e_score_correction_bias",
                                         "model.layers.3.shared_head.head.weight"};
-    for (size_t c = 0; c < sizeof check / sizeof check[0]; c++) {
+    for (size_t ci = 0; ci < sizeof check / sizeof check[0]; ci++) {
         hfgen_moe_tensor t;
-        assert_int_equal(hfgen_moe_tensor_find(&s, check[c], &t), 0);
+        assert_int_equal(hfgen_moe_tensor_find(&s, check[ci], &t), 0);
         const size_t rows = t.ndim == 2 ? (size_t)t.shape[0] : 1, n = (size_t)t.n_elems;
         const size_t cols = n / rows;
         float *ref = malloc(n * sizeof *ref);
         assert_non_null(ref);
         assert_int_equal(hfgen_moe_fill_stored(&s, &t, 0, rows, ref), 0);
-        int k = st_find(hdr[0], t.name, &(st_entry){0}) ? 0 : 1;
-        st_entry e, es;
-        assert_true(st_find(hdr[k], t.name, &e));
-        const uint8_t *p = (const uint8_t *)data[k] + 8 + hl[k] + e.begin;
+        hfr_entry e, es;
+        const int k = hfr_locate(&c, t.name, &e);
+        assert_true(k >= 0);
+        const uint8_t *p = hfr_data(&c, k, &e);
+        assert_non_null(p);
         if (strcmp(t.dtype, "F8_E4M3") == 0) {
             char sname[128];
             snprintf(sname, sizeof sname, "%s_scale_inv", t.name);
-            assert_true(st_find(hdr[k], sname, &es));
-            const uint8_t *ps = (const uint8_t *)data[k] + 8 + hl[k] + es.begin;
+            assert_true(hfr_st_find(c.shard[k].header, sname, &es));
+            const uint8_t *ps = hfr_data(&c, k, &es);
+            assert_non_null(ps);
             for (size_t r = 0; r < rows; r++)
                 for (size_t j = 0; j < cols; j++) {
-                    const float scale = le_f32(ps + 4 * ((r / 128) * es.shape[1] + j / 128));
+                    const float scale = hfr_le_f32(ps + 4 * ((r / 128) * es.shape[1] + j / 128));
                     const float v = e4m3(p[r * cols + j]) * scale;
                     assert_true(v == ref[r * cols + j]);
                 }
         } else if (strcmp(t.dtype, "BF16") == 0) {
             for (size_t i = 0; i < n; i++) {
-                uint32_t u = (uint32_t)(p[2 * i] | p[2 * i + 1] << 8) << 16;
+                uint32_t u = (uint32_t)hfr_le_u16(p + 2 * i) << 16;
                 float v;
                 memcpy(&v, &u, 4);
                 assert_true(v == ref[i]);
             }
         } else {
-            for (size_t i = 0; i < n; i++) assert_true(le_f32(p + 4 * i) == ref[i]);
+            for (size_t i = 0; i < n; i++) assert_true(hfr_le_f32(p + 4 * i) == ref[i]);
             for (size_t i = 0; i < n; i++) assert_true(ref[i] >= 0.0f);   /* the bias is >= 0 */
         }
         free(ref);
     }
-    for (int k = 0; k < 2; k++) {
-        free(data[k]);
-        free(hdr[k]);
-    }
-    free(index);
-    remove_checkpoint(dir, 2);
+    hfr_close(&c);
 }
 
 /* config.json carries the real keys and values of each family. */
 static void test_config_json_has_the_release_keys(void **state) {
     (void)state;
-    char dir[256];
-    make_tmpdir(dir, sizeof dir);
     hfgen_moe_spec s = preset("tiny-deepseek3");
-    write_checkpoint(dir, &s);
-    char *cfg = slurp(dir, "config.json", NULL);
-    assert_non_null(cfg);
+    hfr_checkpoint c = written(&s);
     static const char *const v3_keys[] = {
         "\"DeepseekV3ForCausalLM\"", "\"model_type\": \"deepseek_v3\"",
         "\"AutoModelForCausalLM\": \"modeling_deepseek.DeepseekV3ForCausalLM\"", "\"q_lora_rank\": 96",
@@ -559,81 +442,38 @@ static void test_config_json_has_the_release_keys(void **state) {
         "\"bos_token_id\": 0", "\"eos_token_id\": 1", "\"torch_dtype\": \"bfloat16\"", "\"aux_loss_alpha\"",
         "\"seq_aux\": true", "\"vocab_size\": 512", "\"max_position_embeddings\": 2560",
     };
-    for (size_t i = 0; i < sizeof v3_keys / sizeof v3_keys[0]; i++) {
-        if (!strstr(cfg, v3_keys[i])) print_error("config.json lacks %s\n", v3_keys[i]);
-        assert_non_null(strstr(cfg, v3_keys[i]));
-    }
-    free(cfg);
-    remove_checkpoint(dir, 1);
+    const char *missing = hfr_first_missing(c.config, v3_keys, sizeof v3_keys / sizeof v3_keys[0]);
+    if (missing) print_error("config.json lacks %s\n", missing);
+    assert_null(missing);
+    hfr_close(&c);
 
-    make_tmpdir(dir, sizeof dir);
     s = preset("tiny-deepseek2");
-    write_checkpoint(dir, &s);
-    cfg = slurp(dir, "config.json", NULL);
-    assert_non_null(cfg);
+    c = written(&s);
     static const char *const v2_keys[] = {
         "\"DeepseekV2ForCausalLM\"", "\"model_type\": \"deepseek_v2\"", "\"q_lora_rank\": null",
         "\"topk_method\": \"greedy\"", "\"scoring_func\": \"softmax\"", "\"norm_topk_prob\": false",
         "\"routed_scaling_factor\": 1.0", "\"mscale\": 0.707", "\"mscale_all_dim\": 0.707",
         "\"n_shared_experts\": 2", "\"original_max_position_embeddings\": 128",
     };
-    for (size_t i = 0; i < sizeof v2_keys / sizeof v2_keys[0]; i++) assert_non_null(strstr(cfg, v2_keys[i]));
-    assert_null(strstr(cfg, "quantization_config"));
-    assert_null(strstr(cfg, "num_nextn_predict_layers"));
-    free(cfg);
-    remove_checkpoint(dir, 1);
+    assert_null(hfr_first_missing(c.config, v2_keys, sizeof v2_keys / sizeof v2_keys[0]));
+    assert_null(strstr(c.config, "quantization_config"));
+    assert_null(strstr(c.config, "num_nextn_predict_layers"));
+    hfr_close(&c);
 }
 
 /* The same spec writes the same bytes; another seed other weights. */
 static void test_same_seed_gives_same_bytes(void **state) {
     (void)state;
-    char d1[256], d2[256], d3[256];
-    make_tmpdir(d1, sizeof d1);
-    make_tmpdir(d2, sizeof d2);
-    make_tmpdir(d3, sizeof d3);
     hfgen_moe_spec s = preset("tiny-deepseek3");
-    write_checkpoint(d1, &s);
-    write_checkpoint(d2, &s);
+    hfr_checkpoint a = written(&s), b = written(&s);
     s.seed++;
-    write_checkpoint(d3, &s);
-    static const char *const names[] = {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
-                                        "generation_config.json"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        size_t l1, l2, l3;
-        char *a = slurp(d1, names[i], &l1), *b = slurp(d2, names[i], &l2), *c = slurp(d3, names[i], &l3);
-        assert_true(a && b && c);
-        assert_true(l1 == l2 && memcmp(a, b, l1) == 0);
-        if (i == 0) assert_true(l1 == l3 && memcmp(a, c, l1) != 0);   /* same layout, new values */
-        free(a);
-        free(b);
-        free(c);
-    }
-    remove_checkpoint(d1, 1);
-    remove_checkpoint(d2, 1);
-    remove_checkpoint(d3, 1);
-}
-
-/* Reads one JSON string literal at p (after the opening quote) into out,
- * undoing \" \\ \n \r \t \uXXXX (ASCII only); returns the position after the
- * closing quote. */
-static const char *json_str(const char *p, char *out, size_t cap) {
-    size_t n = 0;
-    while (*p && *p != '"') {
-        char c = *p++;
-        if (c == '\\') {
-            c = *p++;
-            if (c == 'n') c = '\n';
-            else if (c == 'r') c = '\r';
-            else if (c == 't') c = '\t';
-            else if (c == 'u') {
-                c = (char)strtol((char[5]){p[0], p[1], p[2], p[3], 0}, NULL, 16);
-                p += 4;
-            }
-        }
-        if (n + 1 < cap) out[n++] = c;
-    }
-    out[n] = 0;
-    return *p ? p + 1 : p;
+    hfr_checkpoint c = written(&s);
+    assert_true(hfr_same_files(&a, &b));
+    assert_true(a.shard[0].len == c.shard[0].len);   /* same layout, new values */
+    assert_true(memcmp(a.shard[0].data, c.shard[0].data, a.shard[0].len) != 0);
+    hfr_close(&a);
+    hfr_close(&b);
+    hfr_close(&c);
 }
 
 /* tokenizer.json: ids 0..2 are the DeepSeek specials in both the vocab and
@@ -643,12 +483,9 @@ static const char *json_str(const char *p, char *out, size_t cap) {
  * pre-tokenizer; tokenizer_config.json carries the family's chat template. */
 static void test_tokenizer_files_are_consistent(void **state) {
     (void)state;
-    char dir[256];
-    make_tmpdir(dir, sizeof dir);
     hfgen_moe_spec s = preset("tiny-deepseek3");
-    write_checkpoint(dir, &s);
-    char *tj = slurp(dir, "tokenizer.json", NULL), *tc = slurp(dir, "tokenizer_config.json", NULL);
-    assert_true(tj && tc);
+    hfr_checkpoint c = written(&s);
+    const char *tj = c.tokenizer, *tc = c.tokenizer_config;
     const int n_tok = hfgen_moe_tokenizer_size(&s);
     assert_int_equal(n_tok, 496);
     const int n_added_after = 17, n_bpe = n_tok - n_added_after;
@@ -664,7 +501,7 @@ static void test_tokenizer_files_are_consistent(void **state) {
         const char *q = strchr(v, '"');
         if (!q || q >= mg) break;
         char key[64];
-        q = json_str(q + 1, key, sizeof key);
+        q = hfr_json_str(q + 1, key, sizeof key);
         int id = (int)strtol(strchr(q, ':') + 1, (char **)&v, 10);
         assert_true(id == count && id < n_bpe);   /* dense, in order */
         snprintf(vocab[id], sizeof vocab[id], "%s", key);
@@ -680,7 +517,7 @@ static void test_tokenizer_files_are_consistent(void **state) {
     int n_merges = 0;
     for (const char *q = strchr(m, '"'); q; q = strchr(q, '"')) {
         char pair[128], joined[128];
-        q = json_str(q + 1, pair, sizeof pair);
+        q = hfr_json_str(q + 1, pair, sizeof pair);
         char *sp = strchr(pair, ' ');
         assert_non_null(sp);
         *sp = 0;
@@ -716,24 +553,18 @@ static void test_tokenizer_files_are_consistent(void **state) {
     assert_null(strstr(tc, "<think>"));
     assert_non_null(strstr(tc, "\"add_bos_token\": true"));
     free(vocab);
-    free(tj);
-    free(tc);
-    remove_checkpoint(dir, 1);
+    hfr_close(&c);
 
     static const struct {
         const char *preset, *tmpl, *marker;
     } fam[] = {{"tiny-deepseek2", NULL, "'User: '"}, {"tiny-deepseek3", "deepseek-r1", "<｜Assistant｜><think>\\\\n"}};
     for (size_t i = 0; i < 2; i++) {
-        make_tmpdir(dir, sizeof dir);
         s = preset(fam[i].preset);
         if (fam[i].tmpl) s.chat_template = fam[i].tmpl;
-        write_checkpoint(dir, &s);
-        tc = slurp(dir, "tokenizer_config.json", NULL);
-        assert_non_null(tc);
-        if (!strstr(tc, fam[i].marker)) print_error("%s lacks %s\n", fam[i].preset, fam[i].marker);
-        assert_non_null(strstr(tc, fam[i].marker));
-        free(tc);
-        remove_checkpoint(dir, 1);
+        c = written(&s);
+        if (!strstr(c.tokenizer_config, fam[i].marker)) print_error("%s lacks %s\n", fam[i].preset, fam[i].marker);
+        assert_non_null(strstr(c.tokenizer_config, fam[i].marker));
+        hfr_close(&c);
     }
 }
 
@@ -950,11 +781,9 @@ static void absorbed_mla(const ref_moe *m, int l, const float *x, int n, float *
  * fp32 rounding (activations are fp32 in the reference: ~1e-6 relative). */
 static void test_mla_matches_absorbed_form(void **state) {
     (void)state;
-    static const char *const names[] = {"tiny-deepseek2", "tiny-deepseek2-group", "tiny-deepseek3"};
     for (size_t k = 0; k < 3; k++) {
-        hfgen_moe_spec s = preset(names[k]);
-        ref_moe *m = ref_moe_from_spec(&s);
-        assert_non_null(m);
+        hfgen_moe_spec s;
+        ref_moe *m = tiny_ref(k, &s);
         const int n = 9, D = s.hidden;
         float *x = malloc((size_t)n * (size_t)D * sizeof *x), *a = malloc((size_t)n * (size_t)D * sizeof *a);
         float *b = malloc((size_t)n * (size_t)D * sizeof *b);
@@ -968,7 +797,7 @@ static void test_mla_matches_absorbed_form(void **state) {
                 num = fmax(num, fabs((double)a[i] - b[i]));
                 den = fmax(den, fabs((double)b[i]));
             }
-            if (num > 1e-5 * den) print_error("%s layer %d: max diff %g of %g\n", names[k], l, num, den);
+            if (num > 1e-5 * den) print_error("%s layer %d: max diff %g of %g\n", TINY[k], l, num, den);
             assert_true(num <= 1e-5 * den);
         }
         /* position 0 attends only to itself: out = o_proj(v(x0)) */
@@ -1088,13 +917,11 @@ static void test_routing_rules_hand_cases(void **state) {
  * changes at least one selection: routing is worth checking. */
 static void test_routing_is_non_trivial(void **state) {
     (void)state;
-    static const char *const names[] = {"tiny-deepseek2", "tiny-deepseek2-group", "tiny-deepseek3"};
     int tokens[24];
     for (int i = 0; i < 24; i++) tokens[i] = (i * 53 + 7) % 470;
     for (size_t k = 0; k < 3; k++) {
-        hfgen_moe_spec s = preset(names[k]);
-        ref_moe *m = ref_moe_from_spec(&s);
-        assert_non_null(m);
+        hfgen_moe_spec s;
+        ref_moe *m = tiny_ref(k, &s);
         float *logits = malloc(24 * (size_t)s.vocab * sizeof *logits);
         assert_non_null(logits);
         assert_int_equal(ref_moe_forward(m, tokens, 24, logits), 0);
@@ -1130,7 +957,7 @@ static void test_routing_is_non_trivial(void **state) {
                 }
             }
         }
-        if (strcmp(names[k], "tiny-deepseek3") == 0) assert_true(bias_changes >= 1);
+        if (strcmp(TINY[k], "tiny-deepseek3") == 0) assert_true(bias_changes >= 1);
         assert_int_equal(ref_moe_last_route(m, 0, 0, NULL, NULL), -1);   /* dense layer */
         assert_int_equal(ref_moe_last_route(m, 1, 24, NULL, NULL), -1);
         free(logits);
@@ -1145,11 +972,9 @@ static void test_routing_is_non_trivial(void **state) {
  * comparisons) and bad tokens are rejected. */
 static void test_forward_is_causal_deterministic_and_spread(void **state) {
     (void)state;
-    static const char *const names[] = {"tiny-deepseek2", "tiny-deepseek2-group", "tiny-deepseek3"};
     for (size_t k = 0; k < 3; k++) {
-        hfgen_moe_spec s = preset(names[k]);
-        ref_moe *m = ref_moe_from_spec(&s);
-        assert_non_null(m);
+        hfgen_moe_spec s;
+        ref_moe *m = tiny_ref(k, &s);
         const size_t V = (size_t)s.vocab;
         int a[12], b[12];
         for (int i = 0; i < 12; i++) a[i] = b[i] = (i * 31 + 5) % 480;

@@ -11,10 +11,11 @@
  * memory. The fp32 reference model (ref_model.h) uses this to see exactly the
  * values the checkpoint stores.
  *
- * This file and hfgen.c use only libc/libm (and POSIX mkdir/pthreads): they
- * must stay independent of the engine (core/) they are used to check. The
- * only project header included is util.h, for the deepc_err message buffer
- * type (filled with vsnprintf here, no util.c function is called). */
+ * This file and hfgen.c use only libc/libm (and POSIX mkdir/pthreads) and
+ * the file writing shared with hfgen_moe.c (hfwrite.h): they must stay
+ * independent of the engine (core/) they are used to check. The only
+ * project header included is util.h, for the deepc_err message buffer type
+ * (filled with vsnprintf here, no util.c function is called). */
 #ifndef DEEPC_TEST_HFGEN_H
 #define DEEPC_TEST_HFGEN_H
 
@@ -118,6 +119,9 @@ float hfgen_bf16_to_f32(uint16_t h);
 float hfgen_f16_to_f32(uint16_t h);
 /* f rounded through dtype and back ("F32" returns f). */
 float hfgen_round_dtype(const char *dtype, float f);
+/* n values little-endian in dtype "F32", "F16" or "BF16" (NULL: BF16), as
+ * safetensors stores them: dst receives n * hfgen_dtype_size(dtype) bytes. */
+void hfgen_encode(const char *dtype, const float *src, uint8_t *dst, size_t n);
 
 /* ---- tokenizer ----------------------------------------------------------- */
 

@@ -1,35 +1,18 @@
 /* hfgen_moe.c - synthetic DeepSeek-V2 / V3 checkpoints in the exact layout of
- * the official releases (see hfgen_moe.h). libc/libm/pthreads and the
- * counter-based PRNG of hfgen.c only: no engine code.
+ * the official releases (see hfgen_moe.h). libc/libm/pthreads, the
+ * counter-based PRNG and number formats of hfgen.c and the file writing of
+ * hfwrite.c only: no engine code.
  *
  * Sections: spec and presets | tensor list | FP8 E4M3 | values (master,
- * stored, FP8 bands) | text buffer | tokenizer | JSON files | safetensors
- * writer. */
+ * stored, FP8 bands) | tokenizer | JSON files | safetensors data. */
 #include "hfgen_moe.h"
 
-#include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
-#include <sys/stat.h>
-#include <sys/types.h>
-#include <unistd.h>
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static int fail(deepc_err *err, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
+#include "hfwrite.h"
 
 #define FP8_BLOCK 128u        /* weight_block_size [128, 128] */
 #define FP8_MAX 448.0f        /* largest finite E4M3 value */
@@ -173,54 +156,54 @@ enum { N_SPECIAL = 3, N_ADDED_AFTER = 17 };   /* tokenizer layout, see hfgen_moe
 static hfgen_moe_tensor *tensor_list(const hfgen_moe_spec *s, int *n);
 
 int hfgen_moe_validate(const hfgen_moe_spec *in, deepc_err *err) {
-    if (!in) return fail(err, "hfgen_moe: no spec");
+    if (!in) return hfw_fail(err, "hfgen_moe: no spec");
     const hfgen_moe_spec s = hfgen_moe_normalized(in);
     if (!streq(s.arch, "deepseek_v2") && !streq(s.arch, "deepseek_v3"))
-        return fail(err, "hfgen_moe: arch must be deepseek_v2 or deepseek_v3 (got %s)", s.arch ? s.arch : "NULL");
+        return hfw_fail(err, "hfgen_moe: arch must be deepseek_v2 or deepseek_v3 (got %s)", s.arch ? s.arch : "NULL");
     if (!streq(s.dtype, "BF16") && !streq(s.dtype, "F32") && !streq(s.dtype, "FP8"))
-        return fail(err, "hfgen_moe: dtype must be BF16, F32 or FP8 (got %s)", s.dtype);
+        return hfw_fail(err, "hfgen_moe: dtype must be BF16, F32 or FP8 (got %s)", s.dtype);
     if (s.vocab <= 0 || s.hidden <= 0 || s.n_layers <= 0 || s.n_heads <= 0 || s.kv_lora_rank <= 0 ||
         s.qk_nope_head_dim <= 0 || s.qk_rope_head_dim <= 0 || s.v_head_dim <= 0 || s.q_lora_rank < 0 ||
         s.n_routed_experts < 0 || s.n_shared_experts < 0 || s.first_k_dense_replace < 0 ||
         s.num_nextn_predict_layers < 0)
-        return fail(err, "hfgen_moe: sizes must be positive (q_lora_rank, experts, first_k_dense_replace and "
-                         "num_nextn_predict_layers may be 0)");
-    if (s.qk_rope_head_dim % 2 != 0) return fail(err, "hfgen_moe: qk_rope_head_dim %d is odd", s.qk_rope_head_dim);
+        return hfw_fail(err, "hfgen_moe: sizes must be positive (q_lora_rank, experts, first_k_dense_replace and "
+                             "num_nextn_predict_layers may be 0)");
+    if (s.qk_rope_head_dim % 2 != 0) return hfw_fail(err, "hfgen_moe: qk_rope_head_dim %d is odd", s.qk_rope_head_dim);
     bool any_dense = false, any_moe = false;
     for (int l = 0; l < s.n_layers + n_mtp(&s); l++) {
         if (hfgen_moe_layer_is_moe(&s, l)) any_moe = true;
         else any_dense = true;
     }
-    if (any_dense && s.intermediate_size <= 0) return fail(err, "hfgen_moe: dense layers need intermediate_size");
+    if (any_dense && s.intermediate_size <= 0) return hfw_fail(err, "hfgen_moe: dense layers need intermediate_size");
     if (any_moe) {
         const int E = s.n_routed_experts, k = s.num_experts_per_tok;
-        if (s.moe_intermediate_size <= 0) return fail(err, "hfgen_moe: MoE layers need moe_intermediate_size");
-        if (k < 1 || k > E) return fail(err, "hfgen_moe: num_experts_per_tok %d not in 1..%d", k, E);
-        if (E % s.n_group != 0) return fail(err, "hfgen_moe: n_group %d does not divide %d experts", s.n_group, E);
-        if (s.topk_group > s.n_group) return fail(err, "hfgen_moe: topk_group %d > n_group %d", s.topk_group, s.n_group);
+        if (s.moe_intermediate_size <= 0) return hfw_fail(err, "hfgen_moe: MoE layers need moe_intermediate_size");
+        if (k < 1 || k > E) return hfw_fail(err, "hfgen_moe: num_experts_per_tok %d not in 1..%d", k, E);
+        if (E % s.n_group != 0) return hfw_fail(err, "hfgen_moe: n_group %d does not divide %d experts", s.n_group, E);
+        if (s.topk_group > s.n_group) return hfw_fail(err, "hfgen_moe: topk_group %d > n_group %d", s.topk_group, s.n_group);
         if (!streq(s.topk_method, "greedy") && !streq(s.topk_method, "group_limited_greedy") &&
             !streq(s.topk_method, "noaux_tc"))
-            return fail(err, "hfgen_moe: unknown topk_method %s", s.topk_method);
+            return hfw_fail(err, "hfgen_moe: unknown topk_method %s", s.topk_method);
         if (!streq(s.scoring_func, "softmax") && !streq(s.scoring_func, "sigmoid"))
-            return fail(err, "hfgen_moe: unknown scoring_func %s", s.scoring_func);
+            return hfw_fail(err, "hfgen_moe: unknown scoring_func %s", s.scoring_func);
         if (!streq(s.topk_method, "greedy") && k > s.topk_group * (E / s.n_group))
-            return fail(err, "hfgen_moe: top-%d does not fit in %d groups of %d experts", k, s.topk_group,
-                        E / s.n_group);
+            return hfw_fail(err, "hfgen_moe: top-%d does not fit in %d groups of %d experts", k, s.topk_group,
+                            E / s.n_group);
         if (streq(s.topk_method, "noaux_tc") && E / s.n_group < 2)
-            return fail(err, "hfgen_moe: noaux_tc needs at least 2 experts per group (top-2 group score)");
+            return hfw_fail(err, "hfgen_moe: noaux_tc needs at least 2 experts per group (top-2 group score)");
     }
-    if (s.yarn && !(s.rope_factor > 0)) return fail(err, "hfgen_moe: yarn rope_scaling needs a factor");
+    if (s.yarn && !(s.rope_factor > 0)) return hfw_fail(err, "hfgen_moe: yarn rope_scaling needs a factor");
     if (s.vocab - s.vocab / 32 < N_SPECIAL + 256 + N_ADDED_AFTER)
-        return fail(err, "hfgen_moe: vocab %d too small for 256 byte tokens, %d special/added tokens and padding",
-                    s.vocab, N_SPECIAL + N_ADDED_AFTER);
-    if (s.n_shards > 99999) return fail(err, "hfgen_moe: too many shards");
+        return hfw_fail(err, "hfgen_moe: vocab %d too small for 256 byte tokens, %d special/added tokens and padding",
+                        s.vocab, N_SPECIAL + N_ADDED_AFTER);
+    if (s.n_shards > 99999) return hfw_fail(err, "hfgen_moe: too many shards");
     if (s.n_shards > 1) {   /* every shard opens with a weight (scales stay with theirs) */
         int n = 0, n_open = 0;
         hfgen_moe_tensor *all = tensor_list(&s, &n);
-        if (!all) return fail(err, "hfgen_moe: out of memory");
+        if (!all) return hfw_fail(err, "hfgen_moe: out of memory");
         for (int i = 0; i < n; i++) n_open += all[i].kind != HFGEN_MOE_SCALE_INV;
         free(all);
-        if (s.n_shards > n_open) return fail(err, "hfgen_moe: %d shards for %d weight tensors", s.n_shards, n_open);
+        if (s.n_shards > n_open) return hfw_fail(err, "hfgen_moe: %d shards for %d weight tensors", s.n_shards, n_open);
     }
     return 0;
 }
@@ -485,52 +468,6 @@ float hfgen_fp8_e4m3_to_f32(uint8_t b) {
 /* values                                                                   */
 /* ======================================================================== */
 
-#define MAX_THREADS 16
-
-static int cpu_count(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (int)n;
-}
-
-/* Runs fn(ctx, a, b) over [0, n) split into contiguous ranges on up to 16
- * threads (at least min_per items each); results must not depend on the
- * split. */
-typedef void (*range_fn)(void *ctx, size_t a, size_t b);
-typedef struct {
-    range_fn fn;
-    void *ctx;
-    size_t a, b;
-} range_job;
-
-static void *range_run(void *p) {
-    range_job *j = p;
-    j->fn(j->ctx, j->a, j->b);
-    return NULL;
-}
-
-static void parallel_for(size_t n, size_t min_per, range_fn fn, void *ctx) {
-    int nt = cpu_count();
-    if (min_per < 1) min_per = 1;
-    if ((size_t)nt > n / min_per) nt = (int)(n / min_per);
-    if (nt <= 1) {
-        fn(ctx, 0, n);
-        return;
-    }
-    range_job jobs[MAX_THREADS];
-    pthread_t th[MAX_THREADS];
-    bool started[MAX_THREADS];
-    const size_t per = (n + (size_t)nt - 1) / (size_t)nt;
-    for (int i = 0; i < nt; i++) {
-        size_t a = (size_t)i * per < n ? (size_t)i * per : n, b = a + per < n ? a + per : n;
-        jobs[i] = (range_job){fn, ctx, a, b};
-        started[i] = i > 0 && pthread_create(&th[i], NULL, range_run, &jobs[i]) == 0;
-    }
-    for (int i = 0; i < nt; i++)
-        if (!started[i]) range_run(&jobs[i]);
-    for (int i = 1; i < nt; i++)
-        if (started[i]) pthread_join(th[i], NULL);
-}
-
 void hfgen_moe_fill(const hfgen_moe_spec *spec, const hfgen_moe_tensor *t, uint64_t first, float *dst, size_t n) {
     hfgen_spec ps;                       /* hfgen_fill reads only the seed */
     memset(&ps, 0, sizeof ps);
@@ -564,7 +501,7 @@ static void fill_range(void *p, size_t a, size_t b) {
 
 static void fill_par(const hfgen_moe_spec *s, const hfgen_moe_tensor *t, uint64_t first, float *f, size_t n) {
     fill_ctx c = {s, t, first, f};
-    parallel_for(n, 65536, fill_range, &c);
+    hfw_parallel_for(n, 65536, fill_range, &c);
 }
 
 /* One 128-row band of an FP8 tensor: master values f[nr x in], E4M3 codes
@@ -598,7 +535,7 @@ static void fp8_band(const hfgen_moe_spec *s, const hfgen_moe_tensor *t, uint64_
         sc[bc] = amax > 0.0f ? amax / FP8_MAX : 1.0f;
     }
     quant_ctx qc = {f, q, sc, in};
-    parallel_for(nr, 16, quant_rows, &qc);
+    hfw_parallel_for(nr, 16, quant_rows, &qc);
 }
 
 /* The FP8 parent of a scale tensor. */
@@ -663,84 +600,10 @@ int hfgen_moe_fill_stored(const hfgen_moe_spec *in, const hfgen_moe_tensor *t, u
     return 0;
 }
 
-/* ======================================================================== */
-/* text buffer                                                              */
-/* ======================================================================== */
-
-typedef struct {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof tmp) {
-        b->oom = true;   /* only short pieces are printed */
-        return;
-    }
-    sb_put(b, tmp, (size_t)n);
-}
-
-/* JSON string literal of a UTF-8 C string. */
-static void sb_json_str(sbuf *b, const char *s) {
-    sb_put(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"') sb_put(b, "\\\"", 2);
-        else if (c == '\\') sb_put(b, "\\\\", 2);
-        else if (c == '\n') sb_put(b, "\\n", 2);
-        else if (c == '\r') sb_put(b, "\\r", 2);
-        else if (c == '\t') sb_put(b, "\\t", 2);
-        else if (c < 0x20) sb_printf(b, "\\u%04x", c);
-        else sb_put(b, (const char *)&c, 1);
-    }
-    sb_put(b, "\"", 1);
-}
-
-/* A float the way Python's json writes it: shortest repr that reads back,
- * integral values with ".0" (1.0, 16.0), small ones as 1e-06. */
-static void sb_float(sbuf *b, double v) {
-    char tmp[64];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*g", prec, v);
-        if ((float)strtod(tmp, NULL) == (float)v) break;
-    }
-    if (!strchr(tmp, '.') && !strchr(tmp, 'e')) strcat(tmp, ".0");
-    sb_puts(b, tmp);
-}
-
 /* Integral values as integers (rope_theta 10000, factor 40), else a float. */
-static void sb_num(sbuf *b, double v) {
-    if (v == floor(v) && fabs(v) < 1e15) sb_printf(b, "%.0f", v);
-    else sb_float(b, v);
+static void put_num(hfw_buf *b, double v) {
+    if (v == floor(v) && fabs(v) < 1e15) hfw_printf(b, "%.0f", v);
+    else hfw_float(b, v, 1);
 }
 
 /* ======================================================================== */
@@ -767,7 +630,7 @@ static const struct {
 };
 
 /* Text the merges are learned from (written for this generator). */
-static const char CORPUS[] =
+static const char *const CORPUS[] = {
     "A river begins as a few drops of rain on a mountain. The drops find each other, become a "
     "stream, and the stream finds the valley. By the time the water reaches the sea it has "
     "carried sand, leaves and stories from a thousand places along the way.\n"
@@ -803,42 +666,8 @@ static const char CORPUS[] =
     "drew the coast long before anyone could see it from the air.\n"
     "Write the story in short sentences. Give each character something they want, and put "
     "something in their way. The reader will follow them to find out whether they get it, "
-    "and what it costs them in the end.\n";
-
-/* GPT-2 byte alphabet: printable Latin-1 bytes are themselves, the other 68
- * map to U+0100.. in byte order; byte token order is printable first. */
-typedef struct {
-    uint8_t byte_of_rank[256];
-    uint16_t cp_of_byte[256];
-} alphabet;
-
-static void alphabet_init(alphabet *a) {
-    int k = 0, extra = 0;
-    for (int pass = 0; pass < 2; pass++)
-        for (int b = 0; b < 256; b++) {
-            bool pr = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-            if (pr != (pass == 0)) continue;
-            a->byte_of_rank[k++] = (uint8_t)b;
-            a->cp_of_byte[b] = (uint16_t)(pr ? b : 256 + extra++);
-        }
-}
-
-/* Appends the byte-level form of raw bytes, escaped for a JSON string. */
-static void sb_bytelevel(sbuf *b, const alphabet *a, const uint8_t *s, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        unsigned cp = a->cp_of_byte[s[i]];
-        char u[2];
-        if (cp == '"') sb_put(b, "\\\"", 2);
-        else if (cp == '\\') sb_put(b, "\\\\", 2);
-        else if (cp < 0x80) { u[0] = (char)cp; sb_put(b, u, 1); }
-        else { u[0] = (char)(0xC0 | (cp >> 6)); u[1] = (char)(0x80 | (cp & 0x3F)); sb_put(b, u, 2); }
-    }
-}
-
-static bool c_letter(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-static bool c_digit(int c) { return c >= '0' && c <= '9'; }
-static bool c_space(int c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
-static bool c_punct(int c) { return !c_letter(c) && !c_digit(c) && !c_space(c); }
+    "and what it costs them in the end.\n",
+};
 
 /* Length of the pre-token at s[i] (ASCII approximation of the DeepSeek-V3
  * splits, good enough to learn merges from): 1-3 digits | punct + letters |
@@ -847,147 +676,45 @@ static bool c_punct(int c) { return !c_letter(c) && !c_digit(c) && !c_space(c); 
 static size_t pretok_len(const char *s, size_t i, size_t n) {
     int c = (unsigned char)s[i];
     size_t j = i;
-    if (c_digit(c)) {
-        while (j < n && c_digit(s[j]) && j - i < 3) j++;
+    if (hfw_is_digit(c)) {
+        while (j < n && hfw_is_digit(s[j]) && j - i < 3) j++;
         return j - i;
     }
-    if (c_punct(c) && i + 1 < n && c_letter(s[i + 1])) {
-        for (j = i + 1; j < n && c_letter(s[j]); j++) {}
+    if (hfw_is_punct(c) && i + 1 < n && hfw_is_letter(s[i + 1])) {
+        for (j = i + 1; j < n && hfw_is_letter(s[j]); j++) {}
         return j - i;
     }
-    if (c_letter(c) || (c == ' ' && i + 1 < n && c_letter(s[i + 1]))) {
-        for (j = i + 1; j < n && c_letter(s[j]); j++) {}
+    if (hfw_is_letter(c) || (c == ' ' && i + 1 < n && hfw_is_letter(s[i + 1]))) {
+        for (j = i + 1; j < n && hfw_is_letter(s[j]); j++) {}
         return j - i;
     }
-    if (c_punct(c) || (c == ' ' && i + 1 < n && c_punct(s[i + 1]))) {
-        for (j = i + 1; j < n && c_punct(s[j]); j++) {}
+    if (hfw_is_punct(c) || (c == ' ' && i + 1 < n && hfw_is_punct(s[i + 1]))) {
+        for (j = i + 1; j < n && hfw_is_punct(s[j]); j++) {}
         while (j < n && s[j] == '\n') j++;
         return j - i;
     }
-    for (j = i; j < n && c_space(s[j]); j++) {}
+    for (j = i; j < n && hfw_is_space(s[j]); j++) {}
     if (j < n && j - i >= 2 && s[j - 1] == ' ') j--;   /* \s+(?!\S): leave one space for the word */
     return j > i ? j - i : 1;
-}
-
-typedef struct {
-    int n_tok;           /* N_SPECIAL + 256 + distinct merge results */
-    uint32_t *off;       /* BPE token t (t >= N_SPECIAL) = bytes[off[t] .. off[t+1]) */
-    uint8_t *bytes;
-    int n_merges;
-    int (*merges)[3];    /* (left, right, result) in rank order */
-} bpe;
-
-static void bpe_free(bpe *b) {
-    free(b->off);
-    free(b->bytes);
-    free(b->merges);
-    memset(b, 0, sizeof *b);
-}
-
-#define PAIR_SLOTS 16384u   /* open addressing; the corpus has < 4000 pairs */
-
-/* Learns merges from CORPUS until max_new tokens were added, most frequent pair first, ties
- * to the smallest (left, right), until every word is one token. A merge
- * whose string already exists (reached through another pair) reuses that
- * token. Deterministic. Returns 0 or -1 (out of memory). */
-static int bpe_train(int max_new, bpe *out) {
-    alphabet al;
-    alphabet_init(&al);
-    memset(out, 0, sizeof *out);
-    if (max_new < 0) max_new = 0;
-    const int cap_merges = 2 * max_new + 16;
-    const size_t n = sizeof CORPUS - 1, cap_bytes = 256 + n * 8;
-    int rank_of_byte[256];
-    for (int r = 0; r < 256; r++) rank_of_byte[al.byte_of_rank[r]] = r;
-    int *sym = malloc(n * sizeof *sym);              /* corpus as token ids, word by word */
-    int *wstart = malloc((n + 1) * sizeof *wstart), *wlen = malloc(n * sizeof *wlen);
-    uint32_t *hkey = malloc(PAIR_SLOTS * sizeof *hkey);
-    int *hcnt = malloc(PAIR_SLOTS * sizeof *hcnt);
-    out->off = malloc(((size_t)N_SPECIAL + 256 + (size_t)max_new + 1) * sizeof *out->off);
-    out->bytes = malloc(cap_bytes);
-    out->merges = malloc((size_t)cap_merges * sizeof *out->merges);
-    int rc = -1;
-    if (!sym || !wstart || !wlen || !hkey || !hcnt || !out->off || !out->bytes || !out->merges) goto done;
-    for (int t = 0; t < N_SPECIAL; t++) out->off[t] = 0;
-    for (int r = 0; r < 256; r++) {
-        out->off[N_SPECIAL + r] = (uint32_t)r;
-        out->bytes[r] = al.byte_of_rank[r];
-    }
-    out->off[N_SPECIAL + 256] = 256;
-    out->n_tok = N_SPECIAL + 256;
-    int nw = 0;
-    for (size_t i = 0; i < n;) {
-        size_t m = pretok_len(CORPUS, i, n);
-        wstart[nw] = (int)i;
-        wlen[nw++] = (int)m;
-        for (size_t k = 0; k < m; k++) sym[i + k] = N_SPECIAL + rank_of_byte[(uint8_t)CORPUS[i + k]];
-        i += m;
-    }
-    while (out->n_tok < N_SPECIAL + 256 + max_new && out->n_merges < cap_merges) {
-        memset(hkey, 0xff, PAIR_SLOTS * sizeof *hkey);
-        uint32_t best = UINT32_MAX;
-        int best_cnt = 0;
-        for (int w = 0; w < nw; w++) {
-            const int *p = sym + wstart[w];
-            for (int k = 0; k + 1 < wlen[w]; k++) {
-                const uint32_t key = (uint32_t)p[k] << 16 | (uint32_t)p[k + 1];
-                uint32_t h = (key * 2654435761u) & (PAIR_SLOTS - 1);
-                while (hkey[h] != UINT32_MAX && hkey[h] != key) h = (h + 1) & (PAIR_SLOTS - 1);
-                if (hkey[h] == UINT32_MAX) { hkey[h] = key; hcnt[h] = 0; }
-                hcnt[h]++;
-                if (hcnt[h] > best_cnt || (hcnt[h] == best_cnt && key < best)) { best_cnt = hcnt[h]; best = key; }
-            }
-        }
-        if (best_cnt < 1) break;                      /* every word is one token */
-        const int a = (int)(best >> 16), b = (int)(best & 0xffff);
-        const uint32_t la = out->off[a + 1] - out->off[a], lb = out->off[b + 1] - out->off[b];
-        int res = -1;
-        for (int t = N_SPECIAL + 256; t < out->n_tok && res < 0; t++)
-            if (out->off[t + 1] - out->off[t] == la + lb &&
-                memcmp(out->bytes + out->off[t], out->bytes + out->off[a], la) == 0 &&
-                memcmp(out->bytes + out->off[t] + la, out->bytes + out->off[b], lb) == 0)
-                res = t;
-        if (res < 0) {
-            const uint32_t o = out->off[out->n_tok];
-            if (o + la + lb > cap_bytes) break;
-            memmove(out->bytes + o, out->bytes + out->off[a], la);
-            memmove(out->bytes + o + la, out->bytes + out->off[b], lb);
-            res = out->n_tok++;
-            out->off[out->n_tok] = o + la + lb;
-        }
-        int *mg = out->merges[out->n_merges++];
-        mg[0] = a;
-        mg[1] = b;
-        mg[2] = res;
-        for (int w = 0; w < nw; w++) {
-            int *p = sym + wstart[w], r = 0;
-            for (int k = 0; k < wlen[w]; k++) {
-                if (k + 1 < wlen[w] && p[k] == a && p[k + 1] == b) { p[r++] = res; k++; }
-                else p[r++] = p[k];
-            }
-            wlen[w] = r;
-        }
-    }
-    rc = 0;
-done:
-    free(sym);
-    free(wstart);
-    free(wlen);
-    free(hkey);
-    free(hcnt);
-    if (rc != 0) bpe_free(out);
-    return rc;
 }
 
 /* New BPE tokens the vocab budget allows: vocab - vocab/32 ids in all. */
 static int merge_budget(const hfgen_moe_spec *s) { return s->vocab - s->vocab / 32 - N_SPECIAL - 256 - N_ADDED_AFTER; }
 
+/* Merges learned from CORPUS after the N_SPECIAL reserved ids and the byte
+ * tokens, until the budget is spent or every word is one token. */
+static int bpe_train(const hfgen_moe_spec *s, hfw_bpe *out) {
+    int max_new = merge_budget(s);
+    if (max_new < 0) max_new = 0;
+    return hfw_bpe_train(CORPUS, 1, pretok_len, N_SPECIAL, max_new, 2 * max_new + 16, out);
+}
+
 static int bpe_size(const hfgen_moe_spec *in) {
     const hfgen_moe_spec s = hfgen_moe_normalized(in);
-    bpe b;
-    if (bpe_train(merge_budget(&s), &b) != 0) return -1;
+    hfw_bpe b;
+    if (bpe_train(&s, &b) != 0) return -1;
     int n = b.n_tok;
-    bpe_free(&b);
+    hfw_bpe_free(&b);
     return n;
 }
 
@@ -1023,59 +750,23 @@ static const char DS_PRETOK[] =
     "lse\n    },\n    {\n      \"type\": \"ByteLevel\",\n      \"add_prefix_space\": false,\n    "
     "  \"trim_offsets\": true,\n      \"use_regex\": false\n    }\n  ]\n}";
 
-static void added_token_json(sbuf *b, int id, const char *content, bool special) {
-    sb_printf(b, "    {\n      \"id\": %d,\n      \"content\": ", id);
-    sb_json_str(b, content);
-    sb_printf(b,
-              ",\n      \"single_word\": false,\n      \"lstrip\": false,\n      \"rstrip\": false,\n"
-              "      \"normalized\": %s,\n      \"special\": %s\n    }",
-              special ? "false" : "true", special ? "true" : "false");
-}
-
-static void tokenizer_json(sbuf *b, const bpe *t) {
-    alphabet al;
-    alphabet_init(&al);
-    sb_puts(b, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [\n");
-    for (int i = 0; i < N_SPECIAL; i++) {
-        added_token_json(b, i, SPECIAL[i], true);
-        sb_puts(b, ",\n");
-    }
-    for (int i = 0; i < N_ADDED_AFTER; i++) {
-        added_token_json(b, t->n_tok + i, ADDED_AFTER[i].content, ADDED_AFTER[i].special);
-        sb_puts(b, i + 1 < N_ADDED_AFTER ? ",\n" : "\n");
-    }
-    sb_puts(b, "  ],\n  \"normalizer\": {\n    \"type\": \"Sequence\",\n    \"normalizers\": []\n  },\n");
-    sb_puts(b, "  \"pre_tokenizer\": ");
-    sb_puts(b, DS_PRETOK);
-    sb_puts(b,
-            ",\n  \"post_processor\": {\n    \"type\": \"ByteLevel\",\n    \"add_prefix_space\": true,\n"
-            "    \"trim_offsets\": false,\n    \"use_regex\": true\n  },\n"
-            "  \"decoder\": {\n    \"type\": \"ByteLevel\",\n    \"add_prefix_space\": true,\n"
-            "    \"trim_offsets\": true,\n    \"use_regex\": true\n  },\n"
-            "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n"
-            "    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n"
-            "    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"vocab\": {\n");
-    for (int i = 0; i < t->n_tok; i++) {
-        sb_puts(b, "      ");
-        if (i < N_SPECIAL) {
-            sb_json_str(b, SPECIAL[i]);
-        } else {
-            sb_puts(b, "\"");
-            sb_bytelevel(b, &al, t->bytes + t->off[i], t->off[i + 1] - t->off[i]);
-            sb_puts(b, "\"");
-        }
-        sb_printf(b, ": %d%s\n", i, i + 1 < t->n_tok ? "," : "");
-    }
-    sb_puts(b, "    },\n    \"merges\": [");
-    for (int i = 0; i < t->n_merges; i++) {
-        const int l = t->merges[i][0], r = t->merges[i][1];
-        sb_puts(b, i ? ",\n      \"" : "\n      \"");
-        sb_bytelevel(b, &al, t->bytes + t->off[l], t->off[l + 1] - t->off[l]);
-        sb_puts(b, " ");
-        sb_bytelevel(b, &al, t->bytes + t->off[r], t->off[r + 1] - t->off[r]);
-        sb_puts(b, "\"");
-    }
-    sb_puts(b, "\n    ]\n  }\n}\n");
+static void tokenizer_json(hfw_buf *b, const hfw_bpe *t) {
+    hfw_added_token add[N_SPECIAL + N_ADDED_AFTER];
+    for (int i = 0; i < N_SPECIAL; i++) add[i] = (hfw_added_token){i, SPECIAL[i], true, false};
+    for (int i = 0; i < N_ADDED_AFTER; i++)
+        add[N_SPECIAL + i] = (hfw_added_token){t->n_tok + i, ADDED_AFTER[i].content, ADDED_AFTER[i].special,
+                                               !ADDED_AFTER[i].special};
+    hfw_tokenizer_head(b, add, N_SPECIAL + N_ADDED_AFTER);
+    hfw_puts(b, "  \"normalizer\": {\n    \"type\": \"Sequence\",\n    \"normalizers\": []\n  },\n");
+    hfw_puts(b, "  \"pre_tokenizer\": ");
+    hfw_puts(b, DS_PRETOK);
+    hfw_puts(b, ",\n  \"post_processor\": ");
+    hfw_bytelevel_json(b, "  ", true, false, true);
+    hfw_puts(b, ",\n  \"decoder\": ");
+    hfw_bytelevel_json(b, "  ", true, true, true);
+    hfw_puts(b, ",\n");
+    hfw_tokenizer_model(b, t, SPECIAL, "null", NULL, false);
+    hfw_puts(b, "\n");
 }
 
 /* ======================================================================== */
@@ -1118,201 +809,96 @@ static const char TMPL_V3[] =
     "f ns.is_tool %}{{'<｜tool▁outputs▁end｜>'}}{% endif %}{% if add_generation_prompt and not ns.i"
     "s_tool %}{{'<｜Assistant｜>'}}{% endif %}";
 
-static const char TMPL_R1[] =
-    "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif"
-    " %}{% set ns = namespace(is_first=false, is_tool=false, is_output_first=true, system_prompt="
-    "'') %}{%- for message in messages %}{%- if message['role'] == 'system' %}{% set ns.system_pr"
-    "ompt = message['content'] %}{%- endif %}{%- endfor %}{{bos_token}}{{ns.system_prompt}}{%- fo"
-    "r message in messages %}{%- if message['role'] == 'user' %}{%- set ns.is_tool = false -%}{{'"
-    "<｜User｜>' + message['content']}}{%- endif %}{%- if message['role'] == 'assistant' and messag"
-    "e['content'] is none %}{%- set ns.is_tool = false -%}{%- for tool in message['tool_calls']%}"
-    "{%- if not ns.is_first %}{{'<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>' + tool['ty"
-    "pe'] + '<｜tool▁sep｜>' + tool['function']['name'] + '\\n' + '```json' + '\\n' + tool['functio"
-    "n']['arguments'] + '\\n' + '```' + '<｜tool▁call▁end｜>'}}{%- set ns.is_first = true -%}{%- el"
-    "se %}{{'\\n' + '<｜tool▁call▁begin｜>' + tool['type'] + '<｜tool▁sep｜>' + tool['function']['nam"
-    "e'] + '\\n' + '```json' + '\\n' + tool['function']['arguments'] + '\\n' + '```' + '<｜tool▁ca"
-    "ll▁end｜>'}}{{'<｜tool▁calls▁end｜><｜end▁of▁sentence｜>'}}{%- endif %}{%- endfor %}{%- endif %}{"
-    "%- if message['role'] == 'assistant' and message['content'] is not none %}{%- if ns.is_tool "
-    "%}{{'<｜tool▁outputs▁end｜>' + message['content'] + '<｜end▁of▁sentence｜>'}}{%- set ns.is_tool "
-    "= false -%}{%- else %}{% set content = message['content'] %}{% if '</think>' in content %}{%"
-    " set content = content.split('</think>')[-1] %}{% endif %}{{'<｜Assistant｜>' + content + '<｜e"
-    "nd▁of▁sentence｜>'}}{%- endif %}{%- endif %}{%- if message['role'] == 'tool' %}{%- set ns.is_"
-    "tool = true -%}{%- if ns.is_output_first %}{{'<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>' +"
-    " message['content'] + '<｜tool▁output▁end｜>'}}{%- set ns.is_output_first = false %}{%- else %"
-    "}{{'\\n<｜tool▁output▁begin｜>' + message['content'] + '<｜tool▁output▁end｜>'}}{%- endif %}{%- "
-    "endif %}{%- endfor -%}{% if ns.is_tool %}{{'<｜tool▁outputs▁end｜>'}}{% endif %}{% if add_gene"
-    "ration_prompt and not ns.is_tool %}{{'<｜Assistant｜><think>\\n'}}{% endif %}";
-
 static const char *chat_template_text(const hfgen_moe_spec *s) {
     if (streq(s->chat_template, "deepseek-v2")) return TMPL_V2;
-    if (streq(s->chat_template, "deepseek-r1")) return TMPL_R1;
+    if (streq(s->chat_template, "deepseek-r1")) return hfw_r1_chat_template;
     return TMPL_V3;
-}
-
-static void bos_like_token_json(sbuf *b, const char *key, const char *content, bool last) {
-    sb_printf(b, "  \"%s\": {\n    \"__type\": \"AddedToken\",\n    \"content\": ", key);
-    sb_json_str(b, content);
-    sb_puts(b, ",\n    \"lstrip\": false,\n    \"normalized\": true,\n    \"rstrip\": false,\n"
-               "    \"single_word\": false\n  }");
-    sb_puts(b, last ? "\n" : ",\n");
-}
-
-static void tokenizer_config_json(sbuf *b, const hfgen_moe_spec *s) {
-    sb_puts(b, "{\n  \"add_bos_token\": true,\n  \"add_eos_token\": false,\n");
-    bos_like_token_json(b, "bos_token", SPECIAL[0], false);
-    sb_puts(b, "  \"clean_up_tokenization_spaces\": false,\n");
-    bos_like_token_json(b, "eos_token", SPECIAL[1], false);
-    sb_printf(b, "  \"legacy\": true,\n  \"model_max_length\": %d,\n",
-              streq(s->chat_template, "deepseek-v3") ? 131072 : 16384);
-    bos_like_token_json(b, "pad_token", SPECIAL[1], false);
-    sb_puts(b, "  \"sp_model_kwargs\": {},\n  \"unk_token\": null,\n  \"tokenizer_class\": \"LlamaTokenizerFast\",\n"
-               "  \"chat_template\": ");
-    sb_json_str(b, chat_template_text(s));
-    sb_puts(b, "\n}\n");
 }
 
 /* config.json with the keys (alphabetical, as transformers writes them) of
  * the DeepSeek-V2-Lite and DeepSeek-V3 releases. */
-static void config_json(sbuf *b, const hfgen_moe_spec *s) {
+static void config_json(hfw_buf *b, const hfgen_moe_spec *s) {
     const bool v3 = is_v3(s);
     const char *cls = v3 ? "DeepseekV3" : "DeepseekV2";
-    sb_printf(b, "{\n  \"architectures\": [\n    \"%sForCausalLM\"\n  ],\n", cls);
-    sb_printf(b,
-              "  \"attention_bias\": false,\n  \"attention_dropout\": 0.0,\n  \"auto_map\": {\n"
-              "    \"AutoConfig\": \"configuration_deepseek.%sConfig\",\n"
-              "    \"AutoModel\": \"modeling_deepseek.%sModel\",\n"
-              "    \"AutoModelForCausalLM\": \"modeling_deepseek.%sForCausalLM\"\n  },\n",
-              cls, cls, cls);
-    sb_printf(b, "  \"aux_loss_alpha\": 0.001,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n",
-              hfgen_moe_bos_id(s), hfgen_moe_eos_id(s));
-    if (v3) sb_puts(b, "  \"ep_size\": 1,\n");
-    sb_printf(b,
-              "  \"first_k_dense_replace\": %d,\n  \"hidden_act\": \"silu\",\n  \"hidden_size\": %d,\n"
-              "  \"initializer_range\": 0.02,\n  \"intermediate_size\": %d,\n  \"kv_lora_rank\": %d,\n"
-              "  \"max_position_embeddings\": %d,\n  \"model_type\": \"%s\",\n"
-              "  \"moe_intermediate_size\": %d,\n  \"moe_layer_freq\": %d,\n  \"n_group\": %d,\n",
-              s->first_k_dense_replace, s->hidden, s->intermediate_size, s->kv_lora_rank, s->max_pos, s->arch,
-              s->moe_intermediate_size, s->moe_layer_freq, s->n_group);
-    if (s->n_routed_experts > 0) sb_printf(b, "  \"n_routed_experts\": %d,\n", s->n_routed_experts);
-    else sb_puts(b, "  \"n_routed_experts\": null,\n");
-    if (s->n_shared_experts > 0) sb_printf(b, "  \"n_shared_experts\": %d,\n", s->n_shared_experts);
-    else sb_puts(b, "  \"n_shared_experts\": null,\n");
-    sb_printf(b,
-              "  \"norm_topk_prob\": %s,\n  \"num_attention_heads\": %d,\n  \"num_experts_per_tok\": %d,\n"
-              "  \"num_hidden_layers\": %d,\n  \"num_key_value_heads\": %d,\n",
-              s->norm_topk_prob ? "true" : "false", s->n_heads, s->num_experts_per_tok, s->n_layers, s->n_heads);
-    if (v3) sb_printf(b, "  \"num_nextn_predict_layers\": %d,\n", s->num_nextn_predict_layers);
-    sb_puts(b, "  \"pretraining_tp\": 1,\n");
-    if (s->q_lora_rank > 0) sb_printf(b, "  \"q_lora_rank\": %d,\n", s->q_lora_rank);
-    else sb_puts(b, "  \"q_lora_rank\": null,\n");
-    sb_printf(b, "  \"qk_nope_head_dim\": %d,\n  \"qk_rope_head_dim\": %d,\n", s->qk_nope_head_dim, s->qk_rope_head_dim);
+    hfw_printf(b, "{\n  \"architectures\": [\n    \"%sForCausalLM\"\n  ],\n", cls);
+    hfw_printf(b,
+               "  \"attention_bias\": false,\n  \"attention_dropout\": 0.0,\n  \"auto_map\": {\n"
+               "    \"AutoConfig\": \"configuration_deepseek.%sConfig\",\n"
+               "    \"AutoModel\": \"modeling_deepseek.%sModel\",\n"
+               "    \"AutoModelForCausalLM\": \"modeling_deepseek.%sForCausalLM\"\n  },\n",
+               cls, cls, cls);
+    hfw_printf(b, "  \"aux_loss_alpha\": 0.001,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n",
+               hfgen_moe_bos_id(s), hfgen_moe_eos_id(s));
+    if (v3) hfw_puts(b, "  \"ep_size\": 1,\n");
+    hfw_printf(b,
+               "  \"first_k_dense_replace\": %d,\n  \"hidden_act\": \"silu\",\n  \"hidden_size\": %d,\n"
+               "  \"initializer_range\": 0.02,\n  \"intermediate_size\": %d,\n  \"kv_lora_rank\": %d,\n"
+               "  \"max_position_embeddings\": %d,\n  \"model_type\": \"%s\",\n"
+               "  \"moe_intermediate_size\": %d,\n  \"moe_layer_freq\": %d,\n  \"n_group\": %d,\n",
+               s->first_k_dense_replace, s->hidden, s->intermediate_size, s->kv_lora_rank, s->max_pos, s->arch,
+               s->moe_intermediate_size, s->moe_layer_freq, s->n_group);
+    if (s->n_routed_experts > 0) hfw_printf(b, "  \"n_routed_experts\": %d,\n", s->n_routed_experts);
+    else hfw_puts(b, "  \"n_routed_experts\": null,\n");
+    if (s->n_shared_experts > 0) hfw_printf(b, "  \"n_shared_experts\": %d,\n", s->n_shared_experts);
+    else hfw_puts(b, "  \"n_shared_experts\": null,\n");
+    hfw_printf(b,
+               "  \"norm_topk_prob\": %s,\n  \"num_attention_heads\": %d,\n  \"num_experts_per_tok\": %d,\n"
+               "  \"num_hidden_layers\": %d,\n  \"num_key_value_heads\": %d,\n",
+               s->norm_topk_prob ? "true" : "false", s->n_heads, s->num_experts_per_tok, s->n_layers, s->n_heads);
+    if (v3) hfw_printf(b, "  \"num_nextn_predict_layers\": %d,\n", s->num_nextn_predict_layers);
+    hfw_puts(b, "  \"pretraining_tp\": 1,\n");
+    if (s->q_lora_rank > 0) hfw_printf(b, "  \"q_lora_rank\": %d,\n", s->q_lora_rank);
+    else hfw_puts(b, "  \"q_lora_rank\": null,\n");
+    hfw_printf(b, "  \"qk_nope_head_dim\": %d,\n  \"qk_rope_head_dim\": %d,\n", s->qk_nope_head_dim, s->qk_rope_head_dim);
     if (fp8_on(s))
-        sb_puts(b,
+        hfw_puts(b,
                 "  \"quantization_config\": {\n    \"activation_scheme\": \"dynamic\",\n    \"fmt\": \"e4m3\",\n"
                 "    \"quant_method\": \"fp8\",\n    \"weight_block_size\": [\n      128,\n      128\n    ]\n  },\n");
-    sb_puts(b, "  \"rms_norm_eps\": ");
-    sb_float(b, s->rms_norm_eps);
-    sb_puts(b, ",\n  \"rope_scaling\": ");
+    hfw_puts(b, "  \"rms_norm_eps\": ");
+    hfw_float(b, s->rms_norm_eps, 1);
+    hfw_puts(b, ",\n  \"rope_scaling\": ");
     if (s->yarn) {
-        sb_puts(b, "{\n    \"beta_fast\": ");
-        sb_num(b, s->beta_fast);
-        sb_puts(b, ",\n    \"beta_slow\": ");
-        sb_num(b, s->beta_slow);
-        sb_puts(b, ",\n    \"factor\": ");
-        sb_num(b, s->rope_factor);
-        sb_puts(b, ",\n    \"mscale\": ");
-        sb_float(b, s->mscale);
-        sb_puts(b, ",\n    \"mscale_all_dim\": ");
-        sb_float(b, s->mscale_all_dim);
-        sb_printf(b, ",\n    \"original_max_position_embeddings\": %d,\n    \"type\": \"yarn\"\n  }",
-                  s->rope_orig_max_pos);
+        hfw_puts(b, "{\n    \"beta_fast\": ");
+        put_num(b, s->beta_fast);
+        hfw_puts(b, ",\n    \"beta_slow\": ");
+        put_num(b, s->beta_slow);
+        hfw_puts(b, ",\n    \"factor\": ");
+        put_num(b, s->rope_factor);
+        hfw_puts(b, ",\n    \"mscale\": ");
+        hfw_float(b, s->mscale, 1);
+        hfw_puts(b, ",\n    \"mscale_all_dim\": ");
+        hfw_float(b, s->mscale_all_dim, 1);
+        hfw_printf(b, ",\n    \"original_max_position_embeddings\": %d,\n    \"type\": \"yarn\"\n  }",
+                   s->rope_orig_max_pos);
     } else {
-        sb_puts(b, "null");
+        hfw_puts(b, "null");
     }
-    sb_puts(b, ",\n  \"rope_theta\": ");
-    sb_num(b, s->rope_theta);
-    sb_puts(b, ",\n  \"routed_scaling_factor\": ");
-    sb_float(b, s->routed_scaling_factor);
-    sb_printf(b,
-              ",\n  \"scoring_func\": \"%s\",\n  \"seq_aux\": true,\n  \"tie_word_embeddings\": false,\n"
-              "  \"topk_group\": %d,\n  \"topk_method\": \"%s\",\n  \"torch_dtype\": \"%s\",\n"
-              "  \"transformers_version\": \"%s\",\n  \"use_cache\": true,\n  \"v_head_dim\": %d,\n"
-              "  \"vocab_size\": %d\n}\n",
-              s->scoring_func, s->topk_group, s->topk_method, streq(s->dtype, "F32") ? "float32" : "bfloat16",
-              v3 ? "4.46.3" : "4.33.1", s->v_head_dim, s->vocab);
-}
-
-static void generation_config_json(sbuf *b, const hfgen_moe_spec *s) {
-    sb_printf(b,
-              "{\n  \"_from_model_config\": true,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n"
-              "  \"do_sample\": true,\n  \"temperature\": %s,\n  \"top_p\": 0.95,\n"
-              "  \"transformers_version\": \"%s\"\n}\n",
-              hfgen_moe_bos_id(s), hfgen_moe_eos_id(s), is_v3(s) ? "0.6" : "0.3", is_v3(s) ? "4.46.3" : "4.33.1");
+    hfw_puts(b, ",\n  \"rope_theta\": ");
+    put_num(b, s->rope_theta);
+    hfw_puts(b, ",\n  \"routed_scaling_factor\": ");
+    hfw_float(b, s->routed_scaling_factor, 1);
+    hfw_printf(b,
+               ",\n  \"scoring_func\": \"%s\",\n  \"seq_aux\": true,\n  \"tie_word_embeddings\": false,\n"
+               "  \"topk_group\": %d,\n  \"topk_method\": \"%s\",\n  \"torch_dtype\": \"%s\",\n"
+               "  \"transformers_version\": \"%s\",\n  \"use_cache\": true,\n  \"v_head_dim\": %d,\n"
+               "  \"vocab_size\": %d\n}\n",
+               s->scoring_func, s->topk_group, s->topk_method, streq(s->dtype, "F32") ? "float32" : "bfloat16",
+               v3 ? "4.46.3" : "4.33.1", s->v_head_dim, s->vocab);
 }
 
 /* ======================================================================== */
-/* safetensors writer                                                       */
+/* safetensors data                                                         */
 /* ======================================================================== */
 
-static char *path_join(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    p[a] = '/';
-    memcpy(p + a + 1, name, b + 1);
-    return p;
-}
-
-static int write_text(const char *dir, const char *name, const sbuf *b, hfgen_stats *st, deepc_err *err) {
-    if (b->oom) return fail(err, "hfgen_moe: out of memory building %s", name);
-    char *path = path_join(dir, name);
-    FILE *f = path ? fopen(path, "wb") : NULL;
-    if (!f) {
-        int e = errno;
-        free(path);
-        return fail(err, "hfgen_moe: cannot create %s/%s: %s", dir, name, strerror(e));
-    }
-    free(path);
-    size_t w = fwrite(b->p, 1, b->len, f);
-    if (fclose(f) != 0 || w != b->len) return fail(err, "hfgen_moe: write failed for %s/%s", dir, name);
-    st->file_bytes += b->len;
-    st->n_files++;
-    return 0;
-}
-
-static void remove_file(const char *dir, const char *name) {
-    char *path = path_join(dir, name);
-    if (path) remove(path);
-    free(path);
-}
-
-typedef struct {
-    hfgen_moe_tensor t;
-    int shard;
-    uint64_t nbytes;
-} wtensor;
-
-static int wt_name_cmp(const void *a, const void *b) {
-    return strcmp(((const wtensor *)a)->t.name, ((const wtensor *)b)->t.name);
-}
-
-/* DeepSeek's shard names: model-00001-of-000163.safetensors. */
-static void shard_name(char *out, size_t cap, int k, int n) {
-    if (n == 1) snprintf(out, cap, "model.safetensors");
-    else snprintf(out, cap, "model-%05d-of-%06d.safetensors", k + 1, n);
-}
-
-#define CHUNK_ELEMS ((size_t)1 << 20)
-
-/* Streaming state: one chunk of values, one FP8 band, and the block scales
- * of the last FP8 tensor written (its weight_scale_inv follows it). */
+/* Streaming state: the tensor list, buffers (a chunk of values or one FP8
+ * band), the block scales of the last FP8 tensor written (its
+ * weight_scale_inv follows it), progress. */
 typedef struct {
     const hfgen_moe_spec *s;
-    float *f;
-    uint8_t *o;
-    size_t cap;                /* elements of f and o (o holds cap * 4 bytes) */
-    char scales_of[96];
+    const hfgen_moe_tensor *list;  /* model order */
+    const hfgen_moe_tensor *t;     /* the BF16 / F32 tensor being written */
+    hfw_scratch scratch;
+    char scales_of[96 + 16];   /* a tensor name (96) + "_scale_inv" */
     float *scales;
     size_t n_scales, cap_scales;
     uint64_t done, total;
@@ -1320,48 +906,20 @@ typedef struct {
     void *user;
 } writer;
 
-static bool grow(writer *w, size_t n) {
-    if (n <= w->cap) return true;
-    float *f = realloc(w->f, n * sizeof *f);
-    if (f) w->f = f;
-    uint8_t *o = realloc(w->o, n * 4);
-    if (o) w->o = o;
-    if (!f || !o) return false;
-    w->cap = n;
-    return true;
-}
-
-typedef struct {
-    const float *f;
-    uint8_t *o;
-    bool bf16;
-} enc_ctx;
-
-static void encode_range(void *p, size_t a, size_t b) {
-    enc_ctx *c = p;
-    for (size_t k = a; k < b; k++) {
-        if (c->bf16) {
-            uint16_t v = hfgen_f32_to_bf16(c->f[k]);
-            c->o[2 * k] = (uint8_t)v;
-            c->o[2 * k + 1] = (uint8_t)(v >> 8);
-        } else {
-            uint32_t u;
-            memcpy(&u, &c->f[k], 4);
-            for (int q = 0; q < 4; q++) c->o[4 * k + (size_t)q] = (uint8_t)(u >> (8 * q));
-        }
-    }
+static void moe_values(void *ctx, uint64_t first, size_t n, float *scratch, uint8_t *out) {
+    const writer *w = ctx;
+    hfgen_moe_fill(w->s, w->t, first, scratch, n);
+    hfgen_encode(w->t->dtype, scratch, out, n);
 }
 
 static bool write_f32s(FILE *f, const float *v, size_t n) {
-    bool ok = true;
-    for (size_t i = 0; i < n && ok; i++) {
-        uint32_t u;
-        uint8_t b[4];
-        memcpy(&u, &v[i], 4);
-        for (int q = 0; q < 4; q++) b[q] = (uint8_t)(u >> (8 * q));
-        ok = fwrite(b, 1, 4, f) == 4;
+    uint8_t buf[4 * 256];
+    for (size_t i = 0; i < n; i += 256) {
+        const size_t m = n - i < 256 ? n - i : 256;
+        hfgen_encode("F32", v + i, buf, m);
+        if (fwrite(buf, 4, m, f) != m) return false;
     }
-    return ok;
+    return true;
 }
 
 /* Writes the data of one tensor. */
@@ -1370,7 +928,7 @@ static bool write_tensor_data(writer *w, FILE *f, const hfgen_moe_tensor *t) {
     if (streq(t->dtype, "F8_E4M3")) {
         const size_t in = (size_t)t->shape[1], nbc = (in + FP8_BLOCK - 1) / FP8_BLOCK;
         const uint64_t nb = (t->shape[0] + FP8_BLOCK - 1) / FP8_BLOCK;
-        if (!grow(w, FP8_BLOCK * in)) return false;
+        if (!hfw_scratch_reserve(&w->scratch, FP8_BLOCK * in, 1)) return false;
         if (nb * nbc > w->cap_scales) {
             float *p = realloc(w->scales, (size_t)(nb * nbc) * sizeof *p);
             if (!p) return false;
@@ -1379,8 +937,8 @@ static bool write_tensor_data(writer *w, FILE *f, const hfgen_moe_tensor *t) {
         }
         for (uint64_t b = 0; b < nb; b++) {
             const size_t nr = t->shape[0] - b * FP8_BLOCK < FP8_BLOCK ? (size_t)(t->shape[0] - b * FP8_BLOCK) : FP8_BLOCK;
-            fp8_band(s, t, b, w->f, w->o, w->scales + b * nbc);
-            if (fwrite(w->o, 1, nr * in, f) != nr * in) return false;
+            fp8_band(s, t, b, w->scratch.f, w->scratch.o, w->scales + b * nbc);
+            if (fwrite(w->scratch.o, 1, nr * in, f) != nr * in) return false;
         }
         snprintf(w->scales_of, sizeof w->scales_of, "%s_scale_inv", t->name);
         w->n_scales = (size_t)(nb * nbc);
@@ -1394,158 +952,67 @@ static bool write_tensor_data(writer *w, FILE *f, const hfgen_moe_tensor *t) {
         free(sc);
         return ok;
     }
-    const bool bf16 = streq(t->dtype, "BF16");
-    const size_t esz = bf16 ? 2 : 4;
-    if (!grow(w, CHUNK_ELEMS)) return false;
-    for (uint64_t e0 = 0; e0 < t->n_elems; e0 += CHUNK_ELEMS) {
-        const size_t m = (size_t)(t->n_elems - e0 < CHUNK_ELEMS ? t->n_elems - e0 : CHUNK_ELEMS);
-        fill_par(s, t, e0, w->f, m);
-        enc_ctx ec = {w->f, w->o, bf16};
-        parallel_for(m, 65536, encode_range, &ec);
-        if (fwrite(w->o, esz, m, f) != m) return false;
-    }
-    return true;
+    w->t = t;
+    return hfw_write_values(f, t->n_elems, dtype_size(t->dtype), moe_values, w, &w->scratch);
 }
 
-/* One safetensors file with tensors ts[0..n) (sorted by name): u64 LE header
- * length, JSON header padded with spaces to a multiple of 8, data. */
-static int write_shard(writer *w, const char *dir, const char *fname, wtensor *ts, int n, hfgen_stats *st,
-                       deepc_err *err) {
-    sbuf h = {0};
-    uint64_t off = 0;
-    sb_puts(&h, "{");
-    for (int i = 0; i < n; i++) {
-        const hfgen_moe_tensor *t = &ts[i].t;
-        sb_printf(&h, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", i ? "," : "", t->name, t->dtype);
-        if (t->ndim == 2) sb_printf(&h, "%llu,%llu", (unsigned long long)t->shape[0], (unsigned long long)t->shape[1]);
-        else sb_printf(&h, "%llu", (unsigned long long)t->shape[0]);
-        sb_printf(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off, (unsigned long long)(off + ts[i].nbytes));
-        off += ts[i].nbytes;
-    }
-    sb_puts(&h, ",\"__metadata__\":{\"format\":\"pt\"}}");
-    while (h.len % 8 != 0) sb_puts(&h, " ");
-    if (h.oom) {
-        free(h.p);
-        return fail(err, "hfgen_moe: out of memory");
-    }
-    char *path = path_join(dir, fname);
-    FILE *f = path ? fopen(path, "wb") : NULL;
-    if (!f) {
-        int e = errno;
-        free(path);
-        free(h.p);
-        return fail(err, "hfgen_moe: cannot create %s/%s: %s", dir, fname, strerror(e));
-    }
-    free(path);
-    uint8_t len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h.len >> (8 * i));
-    bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h.p, 1, h.len, f) == h.len;
-    free(h.p);
-    for (int i = 0; i < n && ok; i++) {
-        ok = write_tensor_data(w, f, &ts[i].t);
-        w->done += ts[i].nbytes;
-        if (ok && w->progress) w->progress(w->user, w->done, w->total);
-    }
-    if (fclose(f) != 0) ok = false;
-    if (!ok) return fail(err, "hfgen_moe: write failed (disk full or out of memory) for %s/%s", dir, fname);
-    st->file_bytes += 8 + h.len + off;
-    st->tensor_bytes += off;
-    st->n_files++;
-    return 0;
+static bool moe_data(void *user, FILE *f, const hfw_entry *e) {
+    writer *w = user;
+    const bool ok = write_tensor_data(w, f, &w->list[e->index]);
+    w->done += e->nbytes;
+    if (ok && w->progress) w->progress(w->user, w->done, w->total);
+    return ok;
 }
 
 int hfgen_moe_write(const char *dir, const hfgen_moe_spec *in, hfgen_moe_progress_fn progress, void *user,
                     hfgen_stats *stats, deepc_err *err) {
-    hfgen_stats st = {0};
-    bpe tok = {0};
-    wtensor *ts = NULL;
+    hfw_out o;
+    hfw_bpe tok = {0};
+    hfw_entry *es = NULL;
     hfgen_moe_tensor *list = NULL;
-    sbuf b = {0};
+    hfw_buf b = {0};
     int rc = -1;
-    if (!dir || !in) return fail(err, "hfgen_moe: no directory or spec");
+    if (!dir || !in) return hfw_fail(err, "hfgen_moe: no directory or spec");
     if (hfgen_moe_validate(in, err) != 0) return -1;
     const hfgen_moe_spec s = hfgen_moe_normalized(in);
     writer w = {.s = &s, .progress = progress, .user = user};
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return fail(err, "hfgen_moe: cannot create %s: %s", dir, strerror(errno));
+    if (hfw_open(&o, dir, "hfgen_moe", err) != 0) return -1;
 
-    if (bpe_train(merge_budget(&s), &tok) != 0) { fail(err, "hfgen_moe: out of memory (tokenizer)"); goto done; }
+    if (bpe_train(&s, &tok) != 0) { hfw_fail(err, "hfgen_moe: out of memory (tokenizer)"); goto done; }
     config_json(&b, &s);
-    if (write_text(dir, "config.json", &b, &st, err) != 0) goto done;
-    b.len = 0;
-    generation_config_json(&b, &s);
-    if (write_text(dir, "generation_config.json", &b, &st, err) != 0) goto done;
-    b.len = 0;
+    if (hfw_write_text(&o, "config.json", &b) != 0) goto done;
+    hfw_generation_config_json(&b, hfgen_moe_bos_id(&s), hfgen_moe_eos_id(&s), is_v3(&s) ? "0.6" : "0.3",
+                               is_v3(&s) ? "4.46.3" : "4.33.1");
+    if (hfw_write_text(&o, "generation_config.json", &b) != 0) goto done;
     tokenizer_json(&b, &tok);
-    if (write_text(dir, "tokenizer.json", &b, &st, err) != 0) goto done;
-    b.len = 0;
-    tokenizer_config_json(&b, &s);
-    if (write_text(dir, "tokenizer_config.json", &b, &st, err) != 0) goto done;
+    if (hfw_write_text(&o, "tokenizer.json", &b) != 0) goto done;
+    hfw_tokenizer_config_json(&b, SPECIAL[0], SPECIAL[1], streq(s.chat_template, "deepseek-v3") ? 131072 : 16384,
+                              chat_template_text(&s));
+    if (hfw_write_text(&o, "tokenizer_config.json", &b) != 0) goto done;
 
-    /* Shards by cumulative bytes in model order (a scale tensor stays with
-     * its weight), every shard non-empty; within a shard sorted by name. */
     int nt;
     list = tensor_list(&s, &nt);
-    ts = calloc((size_t)nt, sizeof *ts);
-    if (!list || !ts) { fail(err, "hfgen_moe: out of memory"); goto done; }
-    uint64_t total = 0;
+    es = calloc((size_t)nt, sizeof *es);
+    if (!list || !es) { hfw_fail(err, "hfgen_moe: out of memory"); goto done; }
     for (int i = 0; i < nt; i++) {
-        ts[i].t = list[i];
-        ts[i].nbytes = list[i].n_elems * dtype_size(list[i].dtype);
-        total += ts[i].nbytes;
+        const hfgen_moe_tensor *t = &list[i];
+        es[i] = (hfw_entry){.dtype = t->dtype, .ndim = t->ndim, .shape = {t->shape[0], t->shape[1]},
+                            .nbytes = t->n_elems * dtype_size(t->dtype), .opens_shard = t->kind != HFGEN_MOE_SCALE_INV,
+                            .index = i};
+        memcpy(es[i].name, t->name, sizeof es[i].name);
+        w.total += es[i].nbytes;
     }
-    w.total = total;
-    {
-        const uint64_t target = total / (uint64_t)s.n_shards;
-        int shard = 0;
-        uint64_t in_shard = 0;
-        for (int i = 0; i < nt; i++) {
-            const int left = s.n_shards - 1 - shard;
-            int movable = 0;   /* tensors that may still open a shard: not scale tensors */
-            for (int j = i; j < nt && movable <= left; j++) movable += ts[j].t.kind != HFGEN_MOE_SCALE_INV;
-            const bool must = movable <= left, full = in_shard + ts[i].nbytes / 2 > target;
-            if (left > 0 && in_shard > 0 && ts[i].t.kind != HFGEN_MOE_SCALE_INV && (must || full)) {
-                shard++;
-                in_shard = 0;
-            }
-            ts[i].shard = shard;
-            in_shard += ts[i].nbytes;
-        }
-        if (shard != s.n_shards - 1) { fail(err, "hfgen_moe: cannot fill %d shards", s.n_shards); goto done; }
-    }
-    for (int start = 0; start < nt;) {
-        int end = start;
-        while (end < nt && ts[end].shard == ts[start].shard) end++;
-        qsort(ts + start, (size_t)(end - start), sizeof *ts, wt_name_cmp);
-        char fname[64];
-        shard_name(fname, sizeof fname, ts[start].shard, s.n_shards);
-        if (write_shard(&w, dir, fname, ts + start, end - start, &st, err) != 0) goto done;
-        start = end;
-    }
-    if (s.n_shards > 1) {
-        qsort(ts, (size_t)nt, sizeof *ts, wt_name_cmp);
-        b.len = 0;
-        sb_printf(&b, "{\n  \"metadata\": {\n    \"total_size\": %llu\n  },\n  \"weight_map\": {",
-                  (unsigned long long)total);
-        for (int i = 0; i < nt; i++) {
-            char fname[64];
-            shard_name(fname, sizeof fname, ts[i].shard, s.n_shards);
-            sb_printf(&b, "%s\n    \"%s\": \"%s\"", i ? "," : "", ts[i].t.name, fname);
-        }
-        sb_puts(&b, "\n  }\n}\n");
-        if (write_text(dir, "model.safetensors.index.json", &b, &st, err) != 0) goto done;
-        remove_file(dir, "model.safetensors");
-    } else {
-        remove_file(dir, "model.safetensors.index.json");
-    }
-    rc = 0;
+    w.list = list;
+    /* a scale tensor stays in its weight's shard; DeepSeek's shard names
+     * are model-00001-of-000163.safetensors */
+    rc = hfw_write_safetensors(&o, es, nt, s.n_shards, 6, moe_data, &w);
 done:
-    bpe_free(&tok);
+    hfw_bpe_free(&tok);
     free(list);
-    free(ts);
+    free(es);
     free(b.p);
-    free(w.f);
-    free(w.o);
+    hfw_scratch_free(&w.scratch);
     free(w.scales);
-    if (stats) *stats = st;
+    if (stats) *stats = (hfgen_stats){o.tensor_bytes, o.file_bytes, o.n_files};
     return rc;
 }

@@ -14,8 +14,9 @@
  * (ref_moe.h) regenerates exactly what the files store, and the writer
  * streams tensor by tensor through bounded buffers (a 128-row band for FP8).
  *
- * libc/libm/pthreads and hfgen.c only: independent of the engine (core/),
- * util.h is included for the deepc_err message type alone. */
+ * libc/libm/pthreads, hfgen.c and the file writing shared with it
+ * (hfwrite.c) only: independent of the engine (core/), util.h is included
+ * for the deepc_err message type alone. */
 #ifndef DEEPC_TEST_HFGEN_MOE_H
 #define DEEPC_TEST_HFGEN_MOE_H
 
