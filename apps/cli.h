@@ -33,6 +33,21 @@ void cli_print_expert_stats(FILE *f, const deepc_session *s, const char *prefix,
  * 1 when it consumed one, 0 when argv[*i] is not a sampling flag, and
  * CLI_USAGE after printing the error for a bad value. */
 int cli_sampling_flag(const char *cmd, int argc, char **argv, int *i, deepc_sampling *sp);
+/* Model-loading flags shared by run, chat, bench, perplexity and profile:
+ * --mmap and --mlock into p. True when arg was one of them. */
+bool cli_model_flag(const char *arg, deepc_model_params *p);
+#define CLI_MODEL_FLAGS_HELP \
+    "  --mmap                 use the weights in place from the file mapping (page cache)\n" \
+    "                         instead of reading them into owned huge-page memory (the\n" \
+    "                         default: faster decoding, immune to page-cache eviction)\n" \
+    "  --mlock                lock the weights in RAM; if the OS refuses (ulimit -l), warn\n" \
+    "                         and go on unlocked\n"
+/* deepc_model_open_ex with p (NULL = defaults), printing the library's
+ * warnings as "deepc <cmd>: warning: ..." on stderr. */
+deepc_status cli_model_open(const char *cmd, const char *path, const deepc_model_params *p, deepc_model **m);
+/* For commands that never evaluate (info, verify, tokenize, detokenize): the
+ * weights stay in the file mapping, so opening reads no weight data. */
+deepc_status cli_model_open_mapped(const char *cmd, const char *path, deepc_model **m);
 /* Returns the value after flag argv[*i] (advancing *i) or NULL if missing. */
 const char *cli_value(int argc, char **argv, int *i);
 

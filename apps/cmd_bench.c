@@ -33,13 +33,14 @@ static const char bench_help[] =
     "  -o, --output FORMAT    table (default) or jsonl: one JSON object per test\n"
     "  --isa NAME             force a kernel backend (scalar, avx2, ...)\n"
     "  --no-warmup            skip the untimed one-token warm-up before the first repetition\n"
-    "  --expert-cache SIZE    MoE: expert cache budget (12G, 800M, 50%%); prints the expert\n"
+    "  --expert-cache SIZE    MoE: expert cache budget (12G, 800M, 50%); prints the expert\n"
     "                         store's hit rate, MiB read per token, I/O stall and prefetch\n"
     "                         accuracy of pp and tg per repetition\n"
     "  --pin-profile FILE     MoE: pin the hottest experts of a `deepc profile`\n"
     "  --membw                also measure read memory bandwidth (sum over a 1 GiB buffer,\n"
     "                         best of 10 passes, -t threads); with -m, print the roofline:\n"
-    "                         bandwidth / weight bytes per token = the best possible tg\n";
+    "                         bandwidth / weight bytes per token = the best possible tg\n"
+    CLI_MODEL_FLAGS_HELP;
 
 static double now_s(void) {
     struct timespec ts;
@@ -255,6 +256,7 @@ int cmd_bench(int argc, char **argv) {
     const char *model = NULL, *isa = NULL, *fmt = "table", *xcache = NULL, *pin = NULL;
     long long p = 512, n = 128, threads = 0, reps = 3, batch = 0;
     bool membw = false, warmup = true;
+    deepc_model_params mp = deepc_model_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 #define VAL() (cli_value(argc, argv, &i))
@@ -273,6 +275,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--no-warmup")) warmup = false;
         else if (!strcmp(a, "--expert-cache")) { if (!(xcache = VAL())) return cli_usage_error("bench", "--expert-cache needs a size (e.g. 12G, 800M, 50%%)"); }
         else if (!strcmp(a, "--pin-profile")) { if (!(pin = VAL())) return cli_usage_error("bench", "--pin-profile needs a file"); }
+        else if (cli_model_flag(a, &mp)) continue;
         else return cli_usage_error("bench", "unknown option '%s'", a);
 #undef VAL
     }
@@ -290,10 +293,13 @@ int cmd_bench(int argc, char **argv) {
     deepc_model_info mi = { .struct_size = sizeof mi };
     char isa_name[32] = "", mix[512] = "", size_h[32] = "", quant[32] = "?";
     uint64_t file_size = 0, rss = 0;
+    double load_s = 0;
 
     if (model) {
         struct stat st;
-        if (deepc_model_open(model, &m)) { rc = cli_fail("bench", "%s", deepc_open_error()); goto done; }
+        double t0 = now_s();
+        if (cli_model_open("bench", model, &mp, &m)) { rc = cli_fail("bench", "%s", deepc_open_error()); goto done; }
+        load_s = now_s() - t0;
         if (stat(model, &st) == 0) file_size = (uint64_t)st.st_size;
         deepc_model_get_info(m, &mi);
         size_t ql;
@@ -377,6 +383,8 @@ int cmd_bench(int argc, char **argv) {
             if (tg) printf(", \"gb_per_s\": %.6f", gpt * t->avg);
             else printf(", \"gb_per_s\": null");
             printf(", \"peak_rss\": %llu", (unsigned long long)rss);
+            printf(", \"use_mmap\": %s, \"use_mlock\": %s, \"weights_locked\": %s, \"load_s\": %.6f", mp.use_mmap ? "true" : "false",
+                   mp.use_mlock ? "true" : "false", mi.weights_locked ? "true" : "false", load_s);
             if (tg && roof > 0) printf(", \"membw_gb_per_s\": %.6f, \"roofline_ts\": %.6f, \"pct_roofline\": %.3f", bw, roof, 100.0 * t->avg / roof);
             printf("}\n");
         }
@@ -394,7 +402,13 @@ int cmd_bench(int argc, char **argv) {
             printf("run:     %d thread(s), isa %s, batch %lld, %lld repetition(s)", nt, isa_name, batch ? batch : 64, reps);
             if (p && n) printf("; tg%lld runs after the pp%lld prompt", n, p);
             printf("\n");
-            printf("weights read per generated token: %s\n\n", act_h);
+            printf("weights read per generated token: %s\n", act_h);
+            char own_h[32];
+            deepc_fmt_bytes(own_h, sizeof own_h, (double)mi.owned_weight_bytes);
+            printf("load:    %.2f s; weights ", load_s);
+            if (mi.weights_mapped) printf("used from the file mapping (--mmap)");
+            else printf("in owned memory (%s, 2 MiB huge pages requested)", own_h);
+            printf("%s\n\n", mi.weights_locked ? ", locked" : mp.use_mlock ? ", NOT locked (mlock refused)" : "");
             printf("| %-24s | %10s | %9s | %-10s | %7s | %8s | %18s | %7s |\n", "model", "size", "params", "isa", "threads", "test", "t/s", "GB/s");
             printf("| %.24s | %.10s:| %.9s:| %.10s | %.7s:| %.8s:| %.18s:| %.7s:|\n", "------------------------", "----------", "---------",
                    "----------", "-------", "--------", "------------------", "-------");

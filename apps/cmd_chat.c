@@ -89,17 +89,18 @@ static bool on_token(void *user, int32_t tok, const char *piece, size_t len) {
 
 static const char chat_help[] =
     "usage: deepc chat -m <model.dqf> [options]\n"
-    "  -m, --model FILE      model file (.dqf)\n"
-    "  --system TEXT         system prompt\n"
-    "  --hide-think          do not show the <think> reasoning of R1 models\n"
-    "  --template NAME       chat template override (deepseek-r1, deepseek-v3,\n"
-    "                        deepseek-v2, chatml, llama3)\n"
-    "  -n, --n-predict N     max tokens per answer (default 4096)\n"
+    "  -m, --model FILE       model file (.dqf)\n"
+    "  --system TEXT          system prompt\n"
+    "  --hide-think           do not show the <think> reasoning of R1 models\n"
+    "  --template NAME        chat template override (deepseek-r1, deepseek-v3,\n"
+    "                         deepseek-v2, chatml, llama3)\n"
+    "  -n, --n-predict N      max tokens per answer (default 4096)\n"
     "  --temp T, --top-k K, --top-p P, --min-p P, --repeat-penalty R, --repeat-last-n N, --seed S\n"
-    "                        sampling (default temp 0.6, top-p 0.95: DeepSeek's advice for R1)\n"
-    "  -t, --threads N       threads; -c, --ctx N  context length\n"
-    "  --expert-cache SIZE   MoE: routed experts kept in memory (12G, 800M, 50%%); default all\n"
-    "  --pin-profile FILE    MoE: keep the hottest experts of a `deepc profile` loaded\n"
+    "                         sampling (default temp 0.6, top-p 0.95: DeepSeek's advice for R1)\n"
+    "  -t, --threads N        threads; -c, --ctx N  context length\n"
+    "  --expert-cache SIZE    MoE: routed experts kept in memory (12G, 800M, 50%); default all\n"
+    "  --pin-profile FILE     MoE: keep the hottest experts of a `deepc profile` loaded\n"
+    CLI_MODEL_FLAGS_HELP
     "in the chat: /reset, /system <text>, /stats, /quit (or Ctrl-D); Ctrl-C stops an answer.\n";
 
 int cmd_chat(int argc, char **argv) {
@@ -109,6 +110,7 @@ int cmd_chat(int argc, char **argv) {
     long long n_predict = 4096, threads = 0, ctx = 0;
     int k;
     deepc_sampling sp = deepc_sampling_default();
+    deepc_model_params mp = deepc_model_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 #define VAL() (cli_value(argc, argv, &i))
@@ -123,6 +125,7 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_parse_int(VAL(), 1, 1024, &threads)) return cli_usage_error("chat", "%s needs an integer in [1, 1024]", a); }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_parse_int(VAL(), 16, 1 << 24, &ctx)) return cli_usage_error("chat", "%s needs an integer in [16, 16777216]", a); }
         else if ((k = cli_sampling_flag("chat", argc, argv, &i, &sp)) != 0) { if (k != 1) return k; }
+        else if (cli_model_flag(a, &mp)) continue;
         else return cli_usage_error("chat", "unknown option '%s'", a);
 #undef VAL
     }
@@ -137,7 +140,7 @@ int cmd_chat(int argc, char **argv) {
     char *line = NULL;
     size_t line_cap = 0;
     int rc = CLI_OK;
-    if (deepc_model_open(model, &m)) { rc = cli_fail("chat", "%s", deepc_open_error()); goto done; }
+    if (cli_model_open("chat", model, &mp, &m)) { rc = cli_fail("chat", "%s", deepc_open_error()); goto done; }
     deepc_session_params pp = deepc_session_default_params();
     pp.n_threads = (int)threads;
     pp.n_ctx = (int)ctx;

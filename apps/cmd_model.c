@@ -110,7 +110,7 @@ int cmd_info(int argc, char **argv) {
     }
     if (!path) return cli_usage_error("info", "expected <model.dqf>");
     deepc_model *m;
-    if (deepc_model_open(path, &m)) return cli_fail("info", "%s", deepc_open_error());
+    if (cli_model_open_mapped("info", path, &m)) return cli_fail("info", "%s", deepc_open_error());
     deepc_model_info mi = { .struct_size = sizeof mi };
     deepc_model_get_info(m, &mi);
     size_t ql, cl;
@@ -176,6 +176,10 @@ int cmd_info(int argc, char **argv) {
     deepc_fmt_bytes(b2, sizeof b2, (double)mi.kv_bytes_per_token * ctx);
     printf("memory:          weights %s, KV cache %s for %lld tokens (%llu bytes/token, fp16)\n", b1, b2, ctx,
            (unsigned long long)mi.kv_bytes_per_token);
+    deepc_fmt_bytes(b1, sizeof b1, (double)(mi.weight_bytes - mi.expert_bytes));
+    printf("loading:         run/chat/bench/perplexity/profile read %s of weights into owned huge-page memory\n"
+           "                 (--mmap: use them from the file mapping; --mlock: lock them in RAM)%s\n", b1,
+           mi.expert_bytes ? "; routed experts stay mapped" : "");
     if (mi.kv_lora_rank)
         printf("KV cache:        %llu bytes/token = (kv_lora_rank %d + rope %d) x %d layers x 2 bytes; a per-head K/V cache would need %llu (%.1fx)\n",
                (unsigned long long)mi.kv_bytes_per_token, mi.kv_lora_rank, mi.qk_rope_head_dim, mi.n_layers,
@@ -203,7 +207,7 @@ int cmd_verify(int argc, char **argv) {
         return cli_usage_error("verify", "expected <model.dqf>");
     }
     deepc_model *m;
-    if (deepc_model_open(argv[1], &m)) return cli_fail("verify", "%s", deepc_open_error());
+    if (cli_model_open_mapped("verify", argv[1], &m)) return cli_fail("verify", "%s", deepc_open_error());
     deepc_status st = deepc_model_verify(m);
     deepc_model_close(m);
     if (st) return cli_fail("verify", "%s", deepc_open_error());

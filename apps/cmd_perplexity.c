@@ -45,7 +45,8 @@ static const char ppl_help[] =
     "                         top-1 agreement, and the perplexity of both\n"
     "  -t, --threads N        threads (default: physical cores)\n"
     "  -b, --batch N          tokens per forward batch (default 64)\n"
-    "  --isa NAME             force a kernel backend (scalar, avx2, ...)\n";
+    "  --isa NAME             force a kernel backend (scalar, avx2, ...)\n"
+    CLI_MODEL_FLAGS_HELP;
 
 #define LOGIT_MAGIC "DEEPCLGT"
 #define LOGIT_VERSION 1u
@@ -170,6 +171,7 @@ static int open_base(kl_base *kb, const char *path, uint32_t vocab, uint32_t ctx
 int cmd_perplexity(int argc, char **argv) {
     const char *model = NULL, *text_path = NULL, *ids_path = NULL, *save = NULL, *base = NULL, *isa = NULL;
     long long ctx = 256, threads = 0, batch = 0, max_chunks = 0;
+    deepc_model_params mp = deepc_model_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 #define VAL() (cli_value(argc, argv, &i))
@@ -184,6 +186,7 @@ int cmd_perplexity(int argc, char **argv) {
         else if (!strcmp(a, "--chunks")) { if (!cli_parse_int(VAL(), 1, 1 << 30, &max_chunks)) return cli_usage_error("perplexity", "--chunks needs a positive integer"); }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_parse_int(VAL(), 1, 1024, &threads)) return cli_usage_error("perplexity", "%s needs an integer in [1, 1024]", a); }
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) { if (!cli_parse_int(VAL(), 1, 1 << 16, &batch)) return cli_usage_error("perplexity", "%s needs an integer in [1, 65536]", a); }
+        else if (cli_model_flag(a, &mp)) continue;
         else return cli_usage_error("perplexity", "unknown option '%s'", a);
 #undef VAL
     }
@@ -202,7 +205,7 @@ int cmd_perplexity(int argc, char **argv) {
     int n_ids = 0, rc = CLI_OK;
     char msg[256];
 
-    if (deepc_model_open(model, &m)) { rc = cli_fail("perplexity", "%s", deepc_open_error()); goto done; }
+    if (cli_model_open("perplexity", model, &mp, &m)) { rc = cli_fail("perplexity", "%s", deepc_open_error()); goto done; }
     deepc_model_info mi = { .struct_size = sizeof mi };
     deepc_model_get_info(m, &mi);
     int V = mi.n_vocab;

@@ -20,7 +20,8 @@ static const char profile_help[] =
     "  --chat                 wrap each line in the model's chat template\n"
     "  --expert-cache SIZE    expert cache budget, e.g. 12G, 800M, 50% (default: all resident)\n"
     "  -t, --threads N        threads (default: physical cores)\n"
-    "  -c, --ctx N            context length (default: min(trained, 4096))\n";
+    "  -c, --ctx N            context length (default: min(trained, 4096))\n"
+    CLI_MODEL_FLAGS_HELP;
 
 /* Tokenizes one prompt line into a heap array owned by the caller. */
 static int32_t *tokenize_line(deepc_model *m, const char *line, bool chat, bool add_bos, size_t *n) {
@@ -42,6 +43,7 @@ int cmd_profile(int argc, char **argv) {
     const char *model = NULL, *prompts = NULL, *out = "/dev/stdout", *cache = NULL;
     bool chat = false;
     long long n_predict = 32, threads = 0, ctx = 0;
+    deepc_model_params mp = deepc_model_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 #define VAL() (cli_value(argc, argv, &i))
@@ -54,6 +56,7 @@ int cmd_profile(int argc, char **argv) {
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { if (!cli_parse_int(VAL(), 0, 1 << 24, &n_predict)) return cli_usage_error("profile", "%s needs an integer in [0, 16777216]", a); }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_parse_int(VAL(), 1, 1024, &threads)) return cli_usage_error("profile", "%s needs an integer in [1, 1024]", a); }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_parse_int(VAL(), 1, 1 << 24, &ctx)) return cli_usage_error("profile", "%s needs an integer in [1, 16777216]", a); }
+        else if (cli_model_flag(a, &mp)) continue;
         else return cli_usage_error("profile", "unknown option '%s'", a);
 #undef VAL
     }
@@ -67,7 +70,7 @@ int cmd_profile(int argc, char **argv) {
     size_t cap = 0;
     int rc = CLI_OK, n_prompts = 0;
     long long n_tokens = 0;
-    if (deepc_model_open(model, &m)) { rc = cli_fail("profile", "%s", deepc_open_error()); goto done; }
+    if (cli_model_open("profile", model, &mp, &m)) { rc = cli_fail("profile", "%s", deepc_open_error()); goto done; }
     deepc_model_info mi = { .struct_size = sizeof mi };
     deepc_model_get_info(m, &mi);
     if (!mi.expert_bytes) { rc = cli_fail("profile", "%s has no routed experts (not a MoE model)", model); goto done; }

@@ -34,8 +34,9 @@ static const char run_help[] =
     "                         little-endian float32 [positions x vocab]\n"
     "  --isa NAME             force a kernel backend (scalar, ...)\n"
     "  --expert-cache SIZE    MoE: keep at most SIZE of routed experts in memory (e.g. 12G,\n"
-    "                         800M, 4096K, 50%%) and read the rest from disk; default: all\n"
-    "  --pin-profile FILE     MoE: keep the hottest experts of a `deepc profile` loaded\n";
+    "                         800M, 4096K, 50%) and read the rest from disk; default: all\n"
+    "  --pin-profile FILE     MoE: keep the hottest experts of a `deepc profile` loaded\n"
+    CLI_MODEL_FLAGS_HELP;
 
 typedef struct {
     bool ids_mode;
@@ -74,6 +75,7 @@ int cmd_run(int argc, char **argv) {
     long long n_predict = 128, threads = 0, ctx = 0;
     int k;
     deepc_sampling sp = deepc_sampling_default();
+    deepc_model_params mp = deepc_model_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 #define VAL() (cli_value(argc, argv, &i))
@@ -91,6 +93,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_parse_int(VAL(), 1, 1024, &threads)) return cli_usage_error("run", "%s needs an integer in [1, 1024]", a); }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_parse_int(VAL(), 1, 1 << 24, &ctx)) return cli_usage_error("run", "%s needs an integer in [1, 16777216]", a); }
         else if ((k = cli_sampling_flag("run", argc, argv, &i, &sp)) != 0) { if (k != 1) return k; }
+        else if (cli_model_flag(a, &mp)) continue;
         else return cli_usage_error("run", "unknown option '%s'", a);
 #undef VAL
     }
@@ -106,7 +109,7 @@ int cmd_run(int argc, char **argv) {
     deepc_model *m = NULL;
     deepc_session *s = NULL;
     int rc = CLI_OK;
-    if (deepc_model_open(model, &m)) { rc = cli_fail("run", "%s", deepc_open_error()); goto done; }
+    if (cli_model_open("run", model, &mp, &m)) { rc = cli_fail("run", "%s", deepc_open_error()); goto done; }
     deepc_model_info mi = { .struct_size = sizeof mi };
     deepc_model_get_info(m, &mi);
     if (prompt) {

@@ -85,7 +85,7 @@ int cmd_tokenize(int argc, char **argv) {
     }
     if (!model) return cli_usage_error("tokenize", "no model given (-m model.dqf)");
     deepc_model *m;
-    if (deepc_model_open(model, &m)) return cli_fail("tokenize", "%s", deepc_open_error());
+    if (cli_model_open_mapped("tokenize", model, &m)) return cli_fail("tokenize", "%s", deepc_open_error());
     size_t n;
     char *in = read_all(stdin, &n);
     int rc = CLI_OK;
@@ -136,7 +136,7 @@ int cmd_detokenize(int argc, char **argv) {
     }
     if (!model) return cli_usage_error("detokenize", "no model given (-m model.dqf)");
     deepc_model *m;
-    if (deepc_model_open(model, &m)) return cli_fail("detokenize", "%s", deepc_open_error());
+    if (cli_model_open_mapped("detokenize", model, &m)) return cli_fail("detokenize", "%s", deepc_open_error());
     deepc_model_info mi = { .struct_size = sizeof mi };
     deepc_model_get_info(m, &mi);
     size_t n;

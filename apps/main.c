@@ -158,6 +158,30 @@ int cli_sampling_flag(const char *cmd, int argc, char **argv, int *i, deepc_samp
     return 1;
 }
 
+bool cli_model_flag(const char *arg, deepc_model_params *p) {
+    if (!strcmp(arg, "--mmap")) p->use_mmap = true;
+    else if (!strcmp(arg, "--mlock")) p->use_mlock = true;
+    else return false;
+    return true;
+}
+
+static void cli_log(void *user, int level, const char *msg) {
+    if (level >= DEEPC_LOG_WARN) fprintf(stderr, "deepc %s: warning: %s\n", (const char *)user, msg);
+}
+
+deepc_status cli_model_open(const char *cmd, const char *path, const deepc_model_params *p, deepc_model **m) {
+    deepc_model_params q = p ? *p : deepc_model_default_params();
+    q.log = cli_log;
+    q.log_user = (void *)cmd;
+    return deepc_model_open_ex(path, &q, m);
+}
+
+deepc_status cli_model_open_mapped(const char *cmd, const char *path, deepc_model **m) {
+    deepc_model_params q = deepc_model_default_params();
+    q.use_mmap = true;
+    return cli_model_open(cmd, path, &q, m);
+}
+
 static void usage(FILE *f) {
     fprintf(f,
         "deepc %s - run DeepSeek-style language models on your CPU\n"

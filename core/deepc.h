@@ -42,11 +42,34 @@ typedef struct deepc_session deepc_session;
 
 /* Optional log sink: the library is silent unless one is installed. */
 typedef void (*deepc_log_fn)(void *user, int level, const char *msg);
+enum { DEEPC_LOG_INFO = 0, DEEPC_LOG_WARN = 1 };   /* levels */
 
 /* ---- models ------------------------------------------------------------ */
 
-/* Opens and fully validates a .dqf file (every offset, size and type) and maps
- * it. On failure *out is NULL and deepc_open_error() explains. */
+typedef struct deepc_model_params {
+    size_t struct_size;
+    bool use_mmap;      /* true: every weight is used in place from the file mapping
+                           (the page cache). false (default): all weights but the
+                           routed experts are read into one owned anonymous buffer,
+                           on transparent huge pages where the OS has them (fewer TLB
+                           misses, and the page cache cannot evict them); routed
+                           experts always stay in the mapping (or stream from disk,
+                           see expert_cache_bytes) */
+    bool use_mlock;     /* lock those weights (the owned buffer, or with use_mmap their
+                           pages of the mapping) in RAM. Failure (RLIMIT_MEMLOCK) does
+                           not fail the open: it is logged as a warning and
+                           deepc_model_info.weights_locked stays false */
+    deepc_log_fn log;   /* receives warnings and notes of the open; called only
+                           during deepc_model_open_ex, on its thread; may be NULL */
+    void *log_user;
+} deepc_model_params;
+deepc_model_params deepc_model_default_params(void);
+
+/* Opens and fully validates a .dqf file (every offset, size and type), maps
+ * it and loads the weights as p says (NULL = defaults). On failure *out is
+ * NULL and deepc_open_error() explains. */
+deepc_status deepc_model_open_ex(const char *path, const deepc_model_params *p, deepc_model **out);
+/* deepc_model_open_ex with the default parameters. */
 deepc_status deepc_model_open(const char *path, deepc_model **out);
 const char *deepc_open_error(void);       /* thread-local: last open/convert error */
 void deepc_model_close(deepc_model *m);
@@ -74,6 +97,10 @@ typedef struct deepc_model_info {
                                         read) and, for MoE, the unselected experts
                                         (n_expert_used of n_expert per layer) */
     uint64_t expert_bytes;           /* bytes of all routed experts (0 for dense) */
+    /* how the weights are held (deepc_model_params) */
+    bool weights_mapped;             /* all weights used in place from the file mapping */
+    bool weights_locked;             /* the non-expert weights are locked in RAM (mlock) */
+    uint64_t owned_weight_bytes;     /* size of the owned weight buffer (0 when mapped) */
 } deepc_model_info;
 deepc_status deepc_model_get_info(const deepc_model *m, deepc_model_info *info);
 

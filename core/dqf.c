@@ -279,6 +279,68 @@ void deepc_dqf_close(deepc_dqf *d) {
 
 uint64_t deepc_dqf_file_size(const deepc_dqf *d) { return d->size; }
 int deepc_dqf_fd(const deepc_dqf *d) { return d->fd; }
+const uint8_t *deepc_dqf_base(const deepc_dqf *d) { return d->map; }
+
+int deepc_dqf_read(const deepc_dqf *d, uint64_t off, void *buf, uint64_t n, deepc_err *err) {
+    /* Linux moves at most ~2 GiB per call; smaller pieces also keep signals responsive */
+    const uint64_t piece = 64ull << 20;
+    uint8_t *p = buf;
+    uint64_t done = 0;
+    while (done < n) {
+        uint64_t want = n - done < piece ? n - done : piece;
+        ssize_t r = pread(d->fd, p + done, (size_t)want, (off_t)(off + done));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return deepc_errf(err, DEEPC_ERR_IO, "reading %llu bytes at offset %llu failed: %s", (unsigned long long)want,
+                                     (unsigned long long)(off + done), strerror(errno));
+        if (r == 0) return deepc_errf(err, DEEPC_ERR_FORMAT, "file ends at offset %llu, inside tensor data (truncated after it was opened?)",
+                                      (unsigned long long)(off + done));
+        done += (uint64_t)r;
+    }
+    return DEEPC_OK;
+}
+
+void deepc_dqf_cache_snap_take(const deepc_dqf *d, uint64_t off, uint64_t n, deepc_dqf_cache_snap *s) {
+    memset(s, 0, sizeof *s);
+#if defined(POSIX_FADV_DONTNEED)
+    long ps = sysconf(_SC_PAGESIZE);
+    s->page = ps > 0 ? (size_t)ps : 4096;
+    s->off = off / s->page * s->page;
+    s->end = off + n > d->size ? d->size : off + n;
+    s->end = (s->end + s->page - 1) / s->page * s->page;
+    if (s->end <= s->off) return;
+    size_t np = (size_t)((s->end - s->off) / s->page);
+    s->vec = malloc(np);
+    /* void *: the vector is unsigned char * on Linux, char * on the BSDs */
+    if (s->vec && mincore((void *)(d->map + s->off), (size_t)(s->end - s->off), (void *)s->vec) != 0)
+        memset(s->vec, 0, np);   /* unknown: count as not cached, so our copy does not linger */
+#else
+    (void)d; (void)off; (void)n;
+#endif
+}
+
+void deepc_dqf_cache_drop_new(const deepc_dqf *d, const deepc_dqf_cache_snap *s, uint64_t off, uint64_t n) {
+#if defined(POSIX_FADV_DONTNEED)
+    if (!s->page) return;
+    uint64_t lo = off / s->page * s->page, hi = (off + n + s->page - 1) / s->page * s->page;
+    if (lo < s->off) lo = s->off;
+    if (hi > s->end) hi = s->end;
+    /* one call per stretch of pages that were not cached */
+    for (uint64_t p = lo; p < hi;) {
+        bool was = s->vec && (s->vec[(p - s->off) / s->page] & 1);
+        uint64_t q = p + s->page;
+        while (q < hi && (s->vec && (s->vec[(q - s->off) / s->page] & 1)) == was) q += s->page;
+        if (!was) (void)posix_fadvise(d->fd, (off_t)p, (off_t)(q - p), POSIX_FADV_DONTNEED);
+        p = q;
+    }
+#else
+    (void)d; (void)s; (void)off; (void)n;
+#endif
+}
+
+void deepc_dqf_cache_snap_free(deepc_dqf_cache_snap *s) {
+    free(s->vec);
+    s->vec = NULL;
+}
 size_t deepc_dqf_n_tensors(const deepc_dqf *d) { return d->n_tensors; }
 const deepc_dqf_tensor *deepc_dqf_tensor_at(const deepc_dqf *d, size_t i) {
     return i < d->n_tensors ? &d->tensors[i] : NULL;

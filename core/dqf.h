@@ -60,6 +60,26 @@ uint64_t deepc_dqf_file_size(const deepc_dqf *d);
 /* The read-only descriptor behind the mapping (owned by d: do not close);
  * the expert store reads expert records through it. */
 int deepc_dqf_fd(const deepc_dqf *d);
+/* Start of the mapping: a tensor's data is base + offset. */
+const uint8_t *deepc_dqf_base(const deepc_dqf *d);
+/* Reads n bytes at file offset off into buf with pread (not through the
+ * mapping), in large pieces; fails with DEEPC_ERR_IO, or DEEPC_ERR_FORMAT when
+ * the file ends early (it shrank after it was validated). */
+int deepc_dqf_read(const deepc_dqf *d, uint64_t off, void *buf, uint64_t n, deepc_err *err);
+/* Leaving the page cache as it was found: a snapshot of which pages of a
+ * file range the page cache holds (mincore of the mapping), taken before
+ * reading the range; afterwards drop_new tells the OS that the pages our reads
+ * brought in are not needed (POSIX_FADV_DONTNEED), and keeps those that were
+ * cached before (someone else's). Where the OS has no such hint both are
+ * no-ops; where it hides residency, pages count as cached and stay. */
+typedef struct deepc_dqf_cache_snap {
+    uint64_t off, end;      /* page-aligned span */
+    size_t page;
+    unsigned char *vec;     /* one byte per page, bit 0 = was cached; NULL = none known */
+} deepc_dqf_cache_snap;
+void deepc_dqf_cache_snap_take(const deepc_dqf *d, uint64_t off, uint64_t n, deepc_dqf_cache_snap *s);
+void deepc_dqf_cache_drop_new(const deepc_dqf *d, const deepc_dqf_cache_snap *s, uint64_t off, uint64_t n);
+void deepc_dqf_cache_snap_free(deepc_dqf_cache_snap *s);
 size_t deepc_dqf_n_tensors(const deepc_dqf *d);
 const deepc_dqf_tensor *deepc_dqf_tensor_at(const deepc_dqf *d, size_t i);
 const deepc_dqf_tensor *deepc_dqf_find(const deepc_dqf *d, const char *name);

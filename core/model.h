@@ -1,6 +1,6 @@
 /* model.h - the in-memory model: hyperparameters read from .dqf metadata and
- * weight views into the mapping, plus the internal session layout shared by
- * the forward pass and the public API. */
+ * weight views (into the owned weight buffer, or the mapping), plus the
+ * internal session layout shared by the forward pass and the public API. */
 #ifndef DEEPC_MODEL_H
 #define DEEPC_MODEL_H
 
@@ -104,6 +104,13 @@ struct deepc_model {
     char arch_name[16];
     char *name;
     uint64_t n_params, weight_bytes;
+    /* Where the views point: all weights but the routed experts live in the
+     * owned buffer `owned` (NULL with use_mmap: everything in the mapping);
+     * routed experts always stay in the mapping, where the expert store finds
+     * their file offsets. */
+    uint8_t *owned;
+    size_t owned_bytes;
+    bool weights_locked;
 };
 
 struct deepc_session {

@@ -203,6 +203,35 @@ static void test_chat_reports_full_context(void **state) {
            "the context is full");
 }
 
+/* --mmap and --mlock on every command that evaluates: documented in --help,
+ * accepted, and where the weights live changes no output; bench says which. */
+static void test_mmap_and_mlock_flags(void **state) {
+    (void)state;
+    static const char *cmds[] = { "run", "chat", "bench", "perplexity", "profile" };
+    for (int i = 0; i < 5; i++) {
+        expect(run(NULL, "%s --help", cmds[i]), 0, "--mmap");
+        assert_non_null(strstr(out, "--mlock"));
+    }
+    char first[4096];
+    expect(run(NULL, "run -m '%s' --ids 1,2,3 -n 8 --temp 0", model), 0, "tok/s");
+    snprintf(first, sizeof first, "%.*s", (int)strcspn(out, "\n"), out);
+    expect(run(NULL, "run -m '%s' --ids 1,2,3 -n 8 --temp 0 --mmap --mlock", model), 0, "tok/s");
+    assert_int_equal(strncmp(out, first, strlen(first)), 0);
+    assert_true(out[strlen(first)] == '\n');
+    expect(run(NULL, "bench -m '%s' -p 4 -n 2 -r 1 -t 1 -o jsonl", model), 0, "\"use_mmap\": false");
+    expect(run(NULL, "bench -m '%s' -p 4 -n 2 -r 1 -t 1 -o jsonl --mmap", model), 0, "\"use_mmap\": true");
+    expect(run(NULL, "bench -m '%s' -p 4 -n 2 -r 1 -t 1", model), 0, "weights in owned memory");
+    expect(run(NULL, "bench -m '%s' -p 4 -n 2 -r 1 -t 1 --mmap", model), 0, "weights used from the file mapping");
+    char ids[400];
+    snprintf(ids, sizeof ids, "%s/ids.txt", root);
+    FILE *f = fopen(ids, "w");
+    for (int i = 0; i < 40; i++) fprintf(f, "%d ", 1 + i % 30);
+    fclose(f);
+    expect(run(NULL, "perplexity -m '%s' --ids-file '%s' -c 16 --mmap", model, ids), 0, "perplexity");
+    /* accepted (not a usage error): refused later because the model is dense */
+    expect(run(NULL, "profile -m '%s' -p '%s' --mmap --mlock", model, ids), 1, "no routed experts");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_arguments_prints_usage),
@@ -215,6 +244,7 @@ int main(void) {
         cmocka_unit_test(test_tokenize_special_vs_plain),
         cmocka_unit_test(test_scripted_chat_session),
         cmocka_unit_test(test_chat_reports_full_context),
+        cmocka_unit_test(test_mmap_and_mlock_flags),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

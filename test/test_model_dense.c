@@ -13,9 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/capability.h>
+#include <sys/syscall.h>
+#endif
 
 #include "deepc.h"
+#include "dqf.h"
 #include "testutil.h"
 #include "hfgen.h"
 #include "ref_model.h"
@@ -316,6 +325,219 @@ static void test_qwen2_k_quants_match_reference(void **state) {
     ref_model_free(ref);
 }
 
+/* ---- where the weights live: owned copy (default) vs the file mapping ---- */
+
+static deepc_model *open_mode(const char *path, bool use_mmap, bool use_mlock) {
+    deepc_model_params p = deepc_model_default_params();
+    p.use_mmap = use_mmap;
+    p.use_mlock = use_mlock;
+    deepc_model *m = NULL;
+    if (deepc_model_open_ex(path, &p, &m)) fail_msg("open (mmap %d, mlock %d): %s", use_mmap, use_mlock, deepc_open_error());
+    return m;
+}
+
+static void copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    assert_non_null(a);
+    assert_non_null(b);
+    char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0) assert_int_equal(fwrite(buf, 1, n, b), n);
+    fclose(a);
+    assert_int_equal(fclose(b), 0);
+}
+
+/* Overwrites the data of every tensor in the file (not through any mapping). */
+static void scribble_all_tensors(const char *path) {
+    deepc_err err;
+    deepc_dqf *d = deepc_dqf_open(path, &err);
+    assert_non_null(d);
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    for (size_t i = 0; i < deepc_dqf_n_tensors(d); i++) {
+        const deepc_dqf_tensor *t = deepc_dqf_tensor_at(d, i);
+        uint8_t *junk = malloc((size_t)t->size);
+        memset(junk, 0x7f, (size_t)t->size);
+        assert_int_equal(pwrite(fd, junk, (size_t)t->size, (off_t)t->offset), (ssize_t)t->size);
+        free(junk);
+    }
+    close(fd);
+    deepc_dqf_close(d);
+}
+
+/* The owned copy and the mapping hold the same bytes, so every logit is
+ * bit-identical (prefill and token by token); and the owned model reads no
+ * weight from the file afterwards: scribbling over every tensor in the file
+ * changes none of its logits (a weight view left out of the copy would),
+ * while the mapped model sees the scribbles (so the comparison can fail). */
+static void check_owned_vs_mapped(const ckpt *c, const char *type) {
+    hfgen_spec spec;
+    char dir[512], out[600], copy[700];
+    make_ckpt(c, &spec, dir, sizeof dir);
+    deepc_model_close(convert_open(dir, type, out, sizeof out));
+    snprintf(copy, sizeof copy, "%s/scribble-%s.dqf", dir, type);
+    copy_file(out, copy);
+    int32_t ids[N_TOK];
+    int rids[N_TOK];
+    prompt_ids(&spec, ids, rids);
+    size_t nl = (size_t)N_TOK * spec.vocab;
+
+    deepc_model *mm = open_mode(copy, true, false), *mo = open_mode(copy, false, false);
+    deepc_model_info im = { .struct_size = sizeof im }, io = { .struct_size = sizeof io };
+    deepc_model_get_info(mm, &im);
+    deepc_model_get_info(mo, &io);
+    assert_true(im.weights_mapped && !im.weights_locked && im.owned_weight_bytes == 0);
+    assert_true(!io.weights_mapped && !io.weights_locked);
+    /* all tensors in one run (64-byte padding between them), rounded up to 2 MiB huge pages */
+    uint64_t slack = 64ull * deepc_model_n_tensors(mo) + (2ull << 20);
+    printf("  %s %s: %llu weight bytes, owned buffer %llu\n", c->preset, type, (unsigned long long)io.weight_bytes,
+           (unsigned long long)io.owned_weight_bytes);
+    assert_true(io.owned_weight_bytes >= io.weight_bytes && io.owned_weight_bytes <= io.weight_bytes + slack);
+    assert_int_equal(io.owned_weight_bytes % (2u << 20), 0);
+
+    float *a = run_engine(mm, ids, N_TOK, 2, 16, false), *b = run_engine(mo, ids, N_TOK, 2, 16, false);
+    float *a1 = run_engine(mm, ids, N_TOK, 1, 16, true), *b1 = run_engine(mo, ids, N_TOK, 1, 16, true);
+    assert_memory_equal(a, b, nl * sizeof *a);
+    assert_memory_equal(a1, b1, nl * sizeof *a1);
+
+    scribble_all_tensors(copy);
+    float *b2 = run_engine(mo, ids, N_TOK, 2, 16, false);
+    assert_memory_equal(a, b2, nl * sizeof *a);
+#ifdef __linux__   /* a private read-only mapping shows later writes to the file on Linux */
+    float *a2 = run_engine(mm, ids, N_TOK, 2, 16, false);
+    assert_true(memcmp(a, a2, nl * sizeof *a) != 0);
+    free(a2);
+#endif
+    free(a); free(b); free(a1); free(b1); free(b2);
+    deepc_model_close(mm);
+    deepc_model_close(mo);
+    remove(copy);
+}
+
+static void test_owned_and_mapped_weights_give_identical_logits(void **state) {
+    (void)state;
+    ckpt q = { "tiny-qwen2", "BF16", 2 };   /* tied embeddings: one tensor, two views */
+    ckpt l = { "tiny-llama", "F32", 1 };    /* untied output head */
+    check_owned_vs_mapped(&q, "q8_0");
+    check_owned_vs_mapped(&q, "f32");
+    check_owned_vs_mapped(&l, "q8_0");
+}
+
+/* A truncated file is refused before any weight is read, in both modes. */
+static void test_truncated_file_fails_in_both_modes(void **state) {
+    (void)state;
+    ckpt c = { "tiny-qwen2", "BF16", 2 };
+    hfgen_spec spec;
+    char dir[512], out[600], copy[700];
+    make_ckpt(&c, &spec, dir, sizeof dir);
+    deepc_model_close(convert_open(dir, "q8_0", out, sizeof out));
+    snprintf(copy, sizeof copy, "%s/truncated.dqf", dir);
+    for (int cut = 0; cut < 2; cut++) {
+        copy_file(out, copy);
+        FILE *f = fopen(copy, "rb");
+        fseek(f, 0, SEEK_END);
+        long size = ftell(f);
+        fclose(f);
+        assert_int_equal(truncate(copy, cut ? size / 2 : size - 100), 0);
+        for (int mode = 0; mode < 2; mode++) {
+            deepc_model_params p = deepc_model_default_params();
+            p.use_mmap = mode == 1;
+            deepc_model *m = (deepc_model *)&p;   /* must come back NULL */
+            assert_int_equal(deepc_model_open_ex(copy, &p, &m), DEEPC_ERR_FORMAT);
+            assert_null(m);
+            if (!strstr(deepc_open_error(), "truncated")) fail_msg("error '%s' does not say truncated", deepc_open_error());
+        }
+    }
+    remove(copy);
+}
+
+static void capture_warning(void *user, int level, const char *msg) {
+    if (level == DEEPC_LOG_WARN) snprintf(user, 512, "%s", msg);
+}
+
+/* root ignores RLIMIT_MEMLOCK (CAP_IPC_LOCK); give that up in the child. */
+static void drop_ipc_lock(void) {
+#ifdef __linux__
+    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) != 0) return;
+    d[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
+    d[CAP_IPC_LOCK / 32].permitted &= ~(1u << (CAP_IPC_LOCK % 32));
+    (void)syscall(SYS_capset, &h, d);
+#endif
+}
+
+/* In a child (exit status = the first failed check, 77 = cannot provoke):
+ * with RLIMIT_MEMLOCK 0, use_mlock still opens, in both modes, reports the
+ * weights unlocked, warns through the log sink, and the model computes. */
+static int mlock_refused_child(const char *path) {
+    struct rlimit rl = { 0, 0 };
+    if (setrlimit(RLIMIT_MEMLOCK, &rl) != 0) return 10;
+    drop_ipc_lock();
+    static char probe[3 * 4096];
+    if (mlock(probe + 4096 - (uintptr_t)probe % 4096, 4096) == 0) return 77;
+    for (int mode = 0; mode < 2; mode++) {
+        char warn[512] = "";
+        deepc_model_params p = deepc_model_default_params();
+        p.use_mmap = mode == 1;
+        p.use_mlock = true;
+        p.log = capture_warning;
+        p.log_user = warn;
+        deepc_model *m;
+        if (deepc_model_open_ex(path, &p, &m) != DEEPC_OK) return 20 + mode;
+        deepc_model_info mi = { .struct_size = sizeof mi };
+        deepc_model_get_info(m, &mi);
+        if (mi.weights_locked) return 30 + mode;
+        if (!strstr(warn, "cannot lock")) return 40 + mode;
+        deepc_session *s;
+        int32_t ids[3] = { 1, 2, 3 };
+        if (deepc_session_create(m, NULL, &s) || deepc_session_eval(s, ids, 3, NULL)) return 50 + mode;
+        deepc_session_destroy(s);
+        deepc_model_close(m);
+    }
+    return 0;
+}
+
+static void test_mlock_refused_or_granted(void **state) {
+    (void)state;
+    ckpt c = { "tiny-qwen2", "BF16", 2 };
+    hfgen_spec spec;
+    char dir[512], out[600];
+    make_ckpt(&c, &spec, dir, sizeof dir);
+    deepc_model_close(convert_open(dir, "q8_0", out, sizeof out));
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) _exit(mlock_refused_child(out));
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 77) printf("  (cannot make mlock fail here: the refused path is untested)\n");
+    else if (WEXITSTATUS(st) != 0) fail_msg("refused-mlock child failed check %d", WEXITSTATUS(st));
+
+    /* granted, where this process may lock a few MiB: locked, same logits */
+    int32_t ids[N_TOK];
+    int rids[N_TOK];
+    prompt_ids(&spec, ids, rids);
+    void *probe = mmap(NULL, 4u << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(probe != MAP_FAILED);
+    bool can = mlock(probe, 4u << 20) == 0;
+    munmap(probe, 4u << 20);
+    float *want = NULL;
+    for (int mode = 0; mode < 2; mode++) {
+        deepc_model *m = open_mode(out, mode == 1, true);
+        deepc_model_info mi = { .struct_size = sizeof mi };
+        deepc_model_get_info(m, &mi);
+        if (can) assert_true(mi.weights_locked);
+        float *got = run_engine(m, ids, N_TOK, 2, 16, false);
+        if (!want) want = got;
+        else { assert_memory_equal(want, got, (size_t)N_TOK * spec.vocab * sizeof *got); free(got); }
+        deepc_model_close(m);
+    }
+    free(want);
+    if (!can) printf("  (mlock of 4 MiB not allowed here: the granted path is untested)\n");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_qwen2_matches_reference_all_types),
@@ -324,6 +546,9 @@ int main(void) {
         cmocka_unit_test(test_llama_f16_checkpoint_matches_reference),
         cmocka_unit_test(test_threads_give_identical_logits),
         cmocka_unit_test(test_greedy_generation_is_reproducible),
+        cmocka_unit_test(test_owned_and_mapped_weights_give_identical_logits),
+        cmocka_unit_test(test_truncated_file_fails_in_both_modes),
+        cmocka_unit_test(test_mlock_refused_or_granted),
     };
     return cmocka_run_group_tests_name("model_dense", tests, setup, teardown);
 }

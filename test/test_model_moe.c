@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "deepc.h"
@@ -421,6 +422,130 @@ static void test_inconsistent_moe_config_is_refused(void **state) {
     expect_refusal("tiny-deepseek3", "model.safetensors", "q_a_proj.weight_scale_inv", "q_a_proj.weight_scale_XXX", "q_a_proj.weight_scale_inv' block scales");
 }
 
+/* ---- where the weights live: owned copy (default) vs the file mapping ---- */
+
+static deepc_model *open_mode(const char *path, bool use_mmap) {
+    deepc_model_params p = deepc_model_default_params();
+    p.use_mmap = use_mmap;
+    deepc_model *m = NULL;
+    if (deepc_model_open_ex(path, &p, &m)) fail_msg("open (mmap %d): %s", use_mmap, deepc_open_error());
+    return m;
+}
+
+static void copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    assert_non_null(a);
+    assert_non_null(b);
+    char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0) assert_int_equal(fwrite(buf, 1, n, b), n);
+    fclose(a);
+    assert_int_equal(fclose(b), 0);
+}
+
+/* Overwrites, in the file, the data of the routed experts (experts = true)
+ * or of every other tensor. */
+static void scribble(const char *path, bool experts) {
+    deepc_err err;
+    deepc_dqf *d = deepc_dqf_open(path, &err);
+    assert_non_null(d);
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    for (size_t i = 0; i < deepc_dqf_n_tensors(d); i++) {
+        const deepc_dqf_tensor *t = deepc_dqf_tensor_at(d, i);
+        if ((strstr(t->name, ".mlp.experts.") != NULL) != experts) continue;
+        uint8_t *junk = malloc((size_t)t->size);
+        memset(junk, 0x7f, (size_t)t->size);
+        assert_int_equal(pwrite(fd, junk, (size_t)t->size, (off_t)t->offset), (ssize_t)t->size);
+        free(junk);
+    }
+    close(fd);
+    deepc_dqf_close(d);
+}
+
+/* Logits of the prompt (batches of 8) with an expert cache budget (0 = all
+ * experts in place); *streamed says whether the store read experts. */
+static float *run_budget(deepc_model *m, const int32_t *ids, uint64_t budget, bool *streamed) {
+    deepc_model_info mi = { .struct_size = sizeof mi };
+    deepc_model_get_info(m, &mi);
+    deepc_session_params sp = deepc_session_default_params();
+    sp.n_threads = 2;
+    sp.n_batch = 8;
+    sp.n_ctx = 64;
+    sp.expert_cache_bytes = budget;
+    deepc_session *s;
+    if (deepc_session_create(m, &sp, &s)) fail_msg("session: %s", deepc_open_error());
+    float *lg = malloc((size_t)N_TOK * mi.n_vocab * sizeof *lg);
+    assert_int_equal(deepc_session_eval(s, ids, N_TOK, lg), DEEPC_OK);
+    deepc_expert_stats st = { .struct_size = sizeof st };
+    assert_int_equal(deepc_session_expert_stats(s, &st), DEEPC_OK);
+    if (streamed) *streamed = st.streaming && st.misses > 0;
+    deepc_session_destroy(s);
+    return lg;
+}
+
+/* Dense weights in the owned copy, routed experts in the mapping: the same
+ * bytes as the all-mapped model, so logits are bit-identical, with the
+ * experts in place and with a small expert cache that streams them from the
+ * file. Scribbling over every non-expert tensor in the file afterwards
+ * changes nothing for the owned model (in place or streaming: the store
+ * still finds the experts at their file offsets), while scribbling over the
+ * experts does change it: they were not copied. */
+static void test_owned_and_mapped_weights_give_identical_logits_moe(void **state) {
+    (void)state;
+    static const char *presets[] = { "tiny-deepseek2", "tiny-deepseek3" };
+    for (int k = 0; k < 2; k++) {
+        hfgen_moe_spec spec;
+        char dir[512], copy[700];
+        make_ckpt(presets[k], &spec, dir, sizeof dir);
+        deepc_model_close(convert_open(dir, "q8_0"));
+        char src[600];
+        snprintf(src, sizeof src, "%s/model-q8_0.dqf", dir);
+        snprintf(copy, sizeof copy, "%s/scribble.dqf", dir);
+        copy_file(src, copy);
+        int32_t ids[N_TOK];
+        int rids[N_TOK];
+        prompt(hfgen_moe_tokenizer_size(&spec), ids, rids);
+        size_t nl = (size_t)N_TOK * spec.vocab;
+
+        deepc_model *mm = open_mode(copy, true), *mo = open_mode(copy, false);
+        deepc_model_info im = { .struct_size = sizeof im }, io = { .struct_size = sizeof io };
+        deepc_model_get_info(mm, &im);
+        deepc_model_get_info(mo, &io);
+        assert_true(im.weights_mapped && im.owned_weight_bytes == 0);
+        assert_true(!io.weights_mapped && io.expert_bytes > 0);
+        assert_true(io.owned_weight_bytes >= io.weight_bytes - io.expert_bytes);
+        uint64_t budget = io.expert_bytes / 4;
+        printf("  %s: %llu weight bytes, %llu of them routed experts; owned buffer %llu; expert cache %llu\n", presets[k],
+               (unsigned long long)io.weight_bytes, (unsigned long long)io.expert_bytes,
+               (unsigned long long)io.owned_weight_bytes, (unsigned long long)budget);
+
+        bool streamed = false;
+        float *a = run_budget(mm, ids, 0, NULL), *b = run_budget(mo, ids, 0, NULL);
+        assert_memory_equal(a, b, nl * sizeof *a);
+        float *c = run_budget(mo, ids, budget, &streamed);
+        assert_true(streamed);
+        assert_memory_equal(a, c, nl * sizeof *a);
+        float *d = run_budget(mm, ids, budget, &streamed);
+        assert_memory_equal(a, d, nl * sizeof *a);
+
+        scribble(copy, false);
+        float *b2 = run_budget(mo, ids, 0, NULL), *c2 = run_budget(mo, ids, budget, NULL);
+        assert_memory_equal(a, b2, nl * sizeof *a);
+        assert_memory_equal(a, c2, nl * sizeof *a);
+#ifdef __linux__   /* a private read-only mapping shows later writes to the file on Linux */
+        scribble(copy, true);
+        float *b3 = run_budget(mo, ids, 0, NULL);
+        assert_true(memcmp(a, b3, nl * sizeof *a) != 0);
+        free(b3);
+#endif
+        free(a); free(b); free(c); free(d); free(b2); free(c2);
+        deepc_model_close(mm);
+        deepc_model_close(mo);
+        remove(copy);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deepseek2_lite_like_matches_reference),
@@ -433,6 +558,7 @@ int main(void) {
         cmocka_unit_test(test_inconsistent_moe_config_is_refused),
         cmocka_unit_test(test_fp8_checkpoint_is_stored_losslessly),
         cmocka_unit_test(test_wide_deepseek3_low_bit_types),
+        cmocka_unit_test(test_owned_and_mapped_weights_give_identical_logits_moe),
     };
     return cmocka_run_group_tests_name("model_moe", tests, setup, teardown);
 }
