@@ -42,6 +42,31 @@ bool cli_model_flag(const char *arg, deepc_model_params *p);
     "                         default: faster decoding, immune to page-cache eviction)\n" \
     "  --mlock                lock the weights in RAM; if the OS refuses (ulimit -l), warn\n" \
     "                         and go on unlocked\n"
+/* MoE expert-streaming flags shared by run, chat, bench and profile. */
+typedef struct cli_expert_opts {
+    const char *cache, *max_ram, *pin;
+    long long io_threads;
+    bool no_prefetch, buffered_io;
+} cli_expert_opts;
+/* Parses --expert-cache, --max-ram, --pin-profile, --expert-io-threads,
+ * --no-prefetch, --buffered-io at argv[*i]; returns like cli_sampling_flag. */
+int cli_expert_flag(const char *cmd, int argc, char **argv, int *i, cli_expert_opts *o);
+/* Puts the parsed sizes into p (percentages of the model's expert bytes for
+ * --expert-cache, of physical RAM for --max-ram). CLI_OK or CLI_USAGE. */
+int cli_expert_apply(const char *cmd, const cli_expert_opts *o, const deepc_model_info *mi, deepc_session_params *p);
+#define CLI_EXPERT_FLAGS_HELP \
+    "  --expert-cache SIZE    MoE: bytes of routed experts kept in RAM (12G, 800M, 4096K, or\n" \
+    "                         50% of the model's experts); the rest are read from disk on\n" \
+    "                         demand. Default: all in place from the file mapping\n" \
+    "  --max-ram SIZE         RAM the model and session may use (e.g. 16G, or 75% of this\n" \
+    "                         machine's RAM): weights, KV cache and scratch first, the\n" \
+    "                         expert cache gets the rest; too little is an error that says\n" \
+    "                         how much is needed\n" \
+    "  --pin-profile FILE     MoE: keep the hottest experts of a `deepc profile` loaded\n" \
+    "  --expert-io-threads N  MoE: threads reading experts from disk (default 4)\n" \
+    "  --no-prefetch          MoE: no read-ahead of the next layer's likely experts\n" \
+    "  --buffered-io          MoE: read experts through the page cache instead of\n" \
+    "                         bypassing it (O_DIRECT / F_NOCACHE)\n"
 /* deepc_model_open_ex with p (NULL = defaults), printing the library's
  * warnings as "deepc <cmd>: warning: ..." on stderr. */
 deepc_status cli_model_open(const char *cmd, const char *path, const deepc_model_params *p, deepc_model **m);

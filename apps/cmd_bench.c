@@ -33,10 +33,10 @@ static const char bench_help[] =
     "  -o, --output FORMAT    table (default) or jsonl: one JSON object per test\n"
     "  --isa NAME             force a kernel backend (scalar, avx2, ...)\n"
     "  --no-warmup            skip the untimed one-token warm-up before the first repetition\n"
-    "  --expert-cache SIZE    MoE: expert cache budget (12G, 800M, 50%); prints the expert\n"
-    "                         store's hit rate, MiB read per token, I/O stall and prefetch\n"
-    "                         accuracy of pp and tg per repetition\n"
-    "  --pin-profile FILE     MoE: pin the hottest experts of a `deepc profile`\n"
+    CLI_EXPERT_FLAGS_HELP
+    "                         (with a cache smaller than the experts, bench prints the\n"
+    "                         expert store's hit rate, MiB read per token, I/O stall and\n"
+    "                         prefetch accuracy of pp and tg per repetition)\n"
     "  --membw                also measure read memory bandwidth (sum over a 1 GiB buffer,\n"
     "                         best of 10 passes, -t threads); with -m, print the roofline:\n"
     "                         bandwidth / weight bytes per token = the best possible tg\n"
@@ -199,7 +199,9 @@ static int bench_once(deepc_model *m, const deepc_session_params *sp, const int3
     } else if (n) {     /* tg alone: one untimed token gives the first logits */
         if (deepc_session_eval(s, prompt, 1, NULL)) { rc = cli_fail("bench", "%s", deepc_last_error(s)); goto done; }
     }
-    if (sp->expert_cache_bytes && p) cli_print_expert_stats(stderr, s, "  pp: ", "");
+    deepc_expert_stats xs = { .struct_size = sizeof xs };
+    bool streaming = !deepc_session_expert_stats(s, &xs) && xs.streaming;
+    if (streaming && p) cli_print_expert_stats(stderr, s, "  pp: ", "");
     deepc_session_expert_stats_reset(s);
     if (n) {
         deepc_sampling g = deepc_sampling_default();
@@ -214,7 +216,7 @@ static int bench_once(deepc_model *m, const deepc_session_params *sp, const int3
         }
         double dt = now_s() - t0;
         *tg_ts = dt > 0 ? n / dt : 0;
-        if (sp->expert_cache_bytes) cli_print_expert_stats(stderr, s, "  tg: ", "");
+        if (streaming) cli_print_expert_stats(stderr, s, "  tg: ", "");
     }
 done:
     deepc_session_destroy(s);
@@ -253,7 +255,9 @@ static void type_mix(const deepc_model *m, char *buf, size_t cap) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *model = NULL, *isa = NULL, *fmt = "table", *xcache = NULL, *pin = NULL;
+    const char *model = NULL, *isa = NULL, *fmt = "table";
+    cli_expert_opts xo = {0};
+    int k;
     long long p = 512, n = 128, threads = 0, reps = 3, batch = 0;
     bool membw = false, warmup = true;
     deepc_model_params mp = deepc_model_default_params();
@@ -273,8 +277,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--isa")) { if (!(isa = VAL())) return cli_usage_error("bench", "--isa needs a name"); }
         else if (!strcmp(a, "--membw")) membw = true;
         else if (!strcmp(a, "--no-warmup")) warmup = false;
-        else if (!strcmp(a, "--expert-cache")) { if (!(xcache = VAL())) return cli_usage_error("bench", "--expert-cache needs a size (e.g. 12G, 800M, 50%%)"); }
-        else if (!strcmp(a, "--pin-profile")) { if (!(pin = VAL())) return cli_usage_error("bench", "--pin-profile needs a file"); }
+        else if ((k = cli_expert_flag("bench", argc, argv, &i, &xo)) != 0) { if (k != 1) return k; }
         else if (cli_model_flag(a, &mp)) continue;
         else return cli_usage_error("bench", "unknown option '%s'", a);
 #undef VAL
@@ -318,11 +321,7 @@ int cmd_bench(int argc, char **argv) {
         sp.n_batch = (int)batch;
         sp.n_ctx = (int)((p ? p : 1) + n);
         sp.isa = isa;
-        sp.expert_pin_profile = pin;
-        if (xcache && !cli_parse_size(xcache, mi.expert_bytes, &sp.expert_cache_bytes)) {
-            rc = cli_usage_error("bench", "--expert-cache needs a size such as 12G, 800M, 4096K or 50%%, not '%s'", xcache);
-            goto done;
-        }
+        if ((rc = cli_expert_apply("bench", &xo, &mi, &sp))) goto done;
         if (!jsonl)
             fprintf(stderr, "deepc bench: %s, pp%lld + tg%lld, %lld repetition(s), %d thread(s)\n", model, p, n, reps, nt);
         for (int r = 0; r < reps; r++) {

@@ -98,13 +98,13 @@ static const char chat_help[] =
     "  --temp T, --top-k K, --top-p P, --min-p P, --repeat-penalty R, --repeat-last-n N, --seed S\n"
     "                         sampling (default temp 0.6, top-p 0.95: DeepSeek's advice for R1)\n"
     "  -t, --threads N        threads; -c, --ctx N  context length\n"
-    "  --expert-cache SIZE    MoE: routed experts kept in memory (12G, 800M, 50%); default all\n"
-    "  --pin-profile FILE     MoE: keep the hottest experts of a `deepc profile` loaded\n"
+    CLI_EXPERT_FLAGS_HELP
     CLI_MODEL_FLAGS_HELP
     "in the chat: /reset, /system <text>, /stats, /quit (or Ctrl-D); Ctrl-C stops an answer.\n";
 
 int cmd_chat(int argc, char **argv) {
-    const char *model = NULL, *tmpl = NULL, *xcache = NULL, *pin = NULL;
+    const char *model = NULL, *tmpl = NULL;
+    cli_expert_opts xo = {0};
     char *system = NULL;
     bool hide_think = false;
     long long n_predict = 4096, threads = 0, ctx = 0;
@@ -119,8 +119,7 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(a, "--system")) { const char *s = VAL(); if (!s) return cli_usage_error("chat", "--system needs text"); free(system); system = strdup(s); }
         else if (!strcmp(a, "--template")) { if (!(tmpl = VAL())) return cli_usage_error("chat", "--template needs a name"); }
         else if (!strcmp(a, "--hide-think")) hide_think = true;
-        else if (!strcmp(a, "--expert-cache")) { if (!(xcache = VAL())) return cli_usage_error("chat", "--expert-cache needs a size (e.g. 12G, 800M, 50%%)"); }
-        else if (!strcmp(a, "--pin-profile")) { if (!(pin = VAL())) return cli_usage_error("chat", "--pin-profile needs a file"); }
+        else if ((k = cli_expert_flag("chat", argc, argv, &i, &xo)) != 0) { if (k != 1) return k; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { if (!cli_parse_int(VAL(), 1, 1 << 24, &n_predict)) return cli_usage_error("chat", "%s needs an integer >= 1", a); }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_parse_int(VAL(), 1, 1024, &threads)) return cli_usage_error("chat", "%s needs an integer in [1, 1024]", a); }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_parse_int(VAL(), 16, 1 << 24, &ctx)) return cli_usage_error("chat", "%s needs an integer in [16, 16777216]", a); }
@@ -144,15 +143,9 @@ int cmd_chat(int argc, char **argv) {
     deepc_session_params pp = deepc_session_default_params();
     pp.n_threads = (int)threads;
     pp.n_ctx = (int)ctx;
-    pp.expert_pin_profile = pin;
-    if (xcache) {
-        deepc_model_info mi = { .struct_size = sizeof mi };
-        deepc_model_get_info(m, &mi);
-        if (!cli_parse_size(xcache, mi.expert_bytes, &pp.expert_cache_bytes)) {
-            rc = cli_usage_error("chat", "--expert-cache needs a size such as 12G, 800M, 4096K or 50%%, not '%s'", xcache);
-            goto done;
-        }
-    }
+    deepc_model_info mi = { .struct_size = sizeof mi };
+    deepc_model_get_info(m, &mi);
+    if ((rc = cli_expert_apply("chat", &xo, &mi, &pp))) goto done;
     if (deepc_session_create(m, &pp, &s)) { rc = cli_fail("chat", "%s", deepc_open_error()); goto done; }
     int n_ctx = deepc_session_n_ctx(s);
     cached = malloc((size_t)n_ctx * sizeof *cached);

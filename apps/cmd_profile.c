@@ -18,9 +18,9 @@ static const char profile_help[] =
     "  -o, --out FILE         profile to write (default: standard output)\n"
     "  -n, --n-predict N      tokens generated after each prompt (default 32)\n"
     "  --chat                 wrap each line in the model's chat template\n"
-    "  --expert-cache SIZE    expert cache budget, e.g. 12G, 800M, 50% (default: all resident)\n"
     "  -t, --threads N        threads (default: physical cores)\n"
     "  -c, --ctx N            context length (default: min(trained, 4096))\n"
+    CLI_EXPERT_FLAGS_HELP
     CLI_MODEL_FLAGS_HELP;
 
 /* Tokenizes one prompt line into a heap array owned by the caller. */
@@ -40,7 +40,9 @@ static int32_t *tokenize_line(deepc_model *m, const char *line, bool chat, bool 
 }
 
 int cmd_profile(int argc, char **argv) {
-    const char *model = NULL, *prompts = NULL, *out = "/dev/stdout", *cache = NULL;
+    const char *model = NULL, *prompts = NULL, *out = "/dev/stdout";
+    cli_expert_opts xo = {0};
+    int k;
     bool chat = false;
     long long n_predict = 32, threads = 0, ctx = 0;
     deepc_model_params mp = deepc_model_default_params();
@@ -52,7 +54,7 @@ int cmd_profile(int argc, char **argv) {
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompts")) { if (!(prompts = VAL())) return cli_usage_error("profile", "%s needs a file", a); }
         else if (!strcmp(a, "-o") || !strcmp(a, "--out")) { if (!(out = VAL())) return cli_usage_error("profile", "%s needs a file", a); }
         else if (!strcmp(a, "--chat")) chat = true;
-        else if (!strcmp(a, "--expert-cache")) { if (!(cache = VAL())) return cli_usage_error("profile", "--expert-cache needs a size (e.g. 12G, 800M, 50%%)"); }
+        else if ((k = cli_expert_flag("profile", argc, argv, &i, &xo)) != 0) { if (k != 1) return k; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { if (!cli_parse_int(VAL(), 0, 1 << 24, &n_predict)) return cli_usage_error("profile", "%s needs an integer in [0, 16777216]", a); }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_parse_int(VAL(), 1, 1024, &threads)) return cli_usage_error("profile", "%s needs an integer in [1, 1024]", a); }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_parse_int(VAL(), 1, 1 << 24, &ctx)) return cli_usage_error("profile", "%s needs an integer in [1, 16777216]", a); }
@@ -77,10 +79,7 @@ int cmd_profile(int argc, char **argv) {
     deepc_session_params pp = deepc_session_default_params();
     pp.n_threads = (int)threads;
     pp.n_ctx = (int)ctx;
-    if (cache && !cli_parse_size(cache, mi.expert_bytes, &pp.expert_cache_bytes)) {
-        rc = cli_usage_error("profile", "--expert-cache needs a size such as 12G, 800M, 4096K or 50%%, not '%s'", cache);
-        goto done;
-    }
+    if ((rc = cli_expert_apply("profile", &xo, &mi, &pp))) goto done;
     if (deepc_session_create(m, &pp, &s)) { rc = cli_fail("profile", "%s", deepc_open_error()); goto done; }
     if (!(f = fopen(prompts, "r"))) { rc = cli_fail("profile", "cannot open %s", prompts); goto done; }
     deepc_sampling greedy = deepc_sampling_default();

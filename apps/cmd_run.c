@@ -33,9 +33,7 @@ static const char run_help[] =
     "  --dump-logits FILE     write the logits of every prompt position as raw\n"
     "                         little-endian float32 [positions x vocab]\n"
     "  --isa NAME             force a kernel backend (scalar, ...)\n"
-    "  --expert-cache SIZE    MoE: keep at most SIZE of routed experts in memory (e.g. 12G,\n"
-    "                         800M, 4096K, 50%) and read the rest from disk; default: all\n"
-    "  --pin-profile FILE     MoE: keep the hottest experts of a `deepc profile` loaded\n"
+    CLI_EXPERT_FLAGS_HELP
     CLI_MODEL_FLAGS_HELP;
 
 typedef struct {
@@ -70,7 +68,7 @@ static int dump_logits(deepc_session *s, const int32_t *ids, int n, int vocab, c
 
 int cmd_run(int argc, char **argv) {
     const char *model = NULL, *ids_s = NULL, *prompt = NULL, *dump = NULL, *system = NULL, *isa = NULL;
-    const char *xcache = NULL, *pin = NULL;
+    cli_expert_opts xo = {0};
     bool chat = false;
     long long n_predict = 128, threads = 0, ctx = 0;
     int k;
@@ -87,8 +85,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--chat")) chat = true;
         else if (!strcmp(a, "--dump-logits")) { if (!(dump = VAL())) return cli_usage_error("run", "--dump-logits needs a file"); }
         else if (!strcmp(a, "--isa")) { if (!(isa = VAL())) return cli_usage_error("run", "--isa needs a name"); }
-        else if (!strcmp(a, "--expert-cache")) { if (!(xcache = VAL())) return cli_usage_error("run", "--expert-cache needs a size (e.g. 12G, 800M, 50%%)"); }
-        else if (!strcmp(a, "--pin-profile")) { if (!(pin = VAL())) return cli_usage_error("run", "--pin-profile needs a file"); }
+        else if ((k = cli_expert_flag("run", argc, argv, &i, &xo)) != 0) { if (k != 1) return k; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { if (!cli_parse_int(VAL(), 0, 1 << 24, &n_predict)) return cli_usage_error("run", "%s needs an integer in [0, 16777216]", a); }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_parse_int(VAL(), 1, 1024, &threads)) return cli_usage_error("run", "%s needs an integer in [1, 1024]", a); }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_parse_int(VAL(), 1, 1 << 24, &ctx)) return cli_usage_error("run", "%s needs an integer in [1, 16777216]", a); }
@@ -139,11 +136,7 @@ int cmd_run(int argc, char **argv) {
     pp.n_threads = (int)threads;
     pp.n_ctx = (int)ctx;
     pp.isa = isa;
-    pp.expert_pin_profile = pin;
-    if (xcache && !cli_parse_size(xcache, mi.expert_bytes, &pp.expert_cache_bytes)) {
-        rc = cli_usage_error("run", "--expert-cache needs a size such as 12G, 800M, 4096K or 50%%, not '%s'", xcache);
-        goto done;
-    }
+    if ((rc = cli_expert_apply("run", &xo, &mi, &pp))) goto done;
     if (deepc_session_create(m, &pp, &s)) { rc = cli_fail("run", "%s", deepc_open_error()); goto done; }
     if (n_ids + (dump ? 0 : 1) > deepc_session_n_ctx(s)) {
         rc = cli_fail("run", "the prompt has %d tokens but the context holds %d (use --ctx)", n_ids, deepc_session_n_ctx(s));
@@ -169,7 +162,7 @@ int cmd_run(int argc, char **argv) {
             gs.n_prompt, gs.prompt_s, gs.prompt_s > 0 ? gs.n_prompt / gs.prompt_s : 0.0,
             gs.n_gen, gs.gen_s, gs.gen_s > 0 ? gs.n_gen / gs.gen_s : 0.0,
             gs.hit_ctx ? " [context full]" : gs.hit_eos ? " [end of text]" : "");
-    if (xcache) cli_print_expert_stats(stderr, s, "", "");
+    if (xo.cache || xo.max_ram) cli_print_expert_stats(stderr, s, "", "");
 done:
     deepc_session_destroy(s);
     deepc_model_close(m);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -163,6 +164,42 @@ bool cli_model_flag(const char *arg, deepc_model_params *p) {
     else if (!strcmp(arg, "--mlock")) p->use_mlock = true;
     else return false;
     return true;
+}
+
+int cli_expert_flag(const char *cmd, int argc, char **argv, int *i, cli_expert_opts *o) {
+    const char *a = argv[*i];
+    if (!strcmp(a, "--expert-cache")) {
+        if (!(o->cache = cli_value(argc, argv, i))) return cli_usage_error(cmd, "--expert-cache needs a size (e.g. 12G, 800M, 50%%)");
+    } else if (!strcmp(a, "--max-ram")) {
+        if (!(o->max_ram = cli_value(argc, argv, i))) return cli_usage_error(cmd, "--max-ram needs a size (e.g. 16G, 75%%)");
+    } else if (!strcmp(a, "--pin-profile")) {
+        if (!(o->pin = cli_value(argc, argv, i))) return cli_usage_error(cmd, "--pin-profile needs a file");
+    } else if (!strcmp(a, "--expert-io-threads")) {
+        if (!cli_parse_int(cli_value(argc, argv, i), 1, 64, &o->io_threads)) return cli_usage_error(cmd, "--expert-io-threads needs an integer in [1, 64]");
+    } else if (!strcmp(a, "--no-prefetch")) {
+        o->no_prefetch = true;
+    } else if (!strcmp(a, "--buffered-io")) {
+        o->buffered_io = true;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+int cli_expert_apply(const char *cmd, const cli_expert_opts *o, const deepc_model_info *mi, deepc_session_params *p) {
+    if (o->cache && !cli_parse_size(o->cache, mi->expert_bytes, &p->expert_cache_bytes))
+        return cli_usage_error(cmd, "--expert-cache needs a size such as 12G, 800M, 4096K or 50%%, not '%s'", o->cache);
+    if (o->max_ram) {
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        uint64_t phys = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : 0;
+        if (!cli_parse_size(o->max_ram, phys, &p->max_ram_bytes) || !p->max_ram_bytes)
+            return cli_usage_error(cmd, "--max-ram needs a size such as 16G, 800M or 75%% (of this machine's RAM), not '%s'", o->max_ram);
+    }
+    p->expert_pin_profile = o->pin;
+    p->expert_io_threads = (int)o->io_threads;
+    p->expert_no_prefetch = o->no_prefetch;
+    p->expert_buffered_io = o->buffered_io;
+    return CLI_OK;
 }
 
 static void cli_log(void *user, int level, const char *msg) {

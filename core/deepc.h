@@ -140,6 +140,12 @@ typedef struct deepc_session_params {
     bool expert_no_prefetch;        /* turn off the next-layer router lookahead */
     bool expert_buffered_io;        /* read through the page cache instead of
                                        bypassing it (O_DIRECT / F_NOCACHE) */
+    uint64_t max_ram_bytes;         /* 0 = no limit. Otherwise the RAM the model and
+                                       session may use: non-expert weights + KV cache
+                                       + scratch + expert cache. With expert_cache_bytes
+                                       0 the expert cache gets what remains (all experts
+                                       in place when they fit); creation fails, naming
+                                       the least workable limit, when it cannot fit. */
 } deepc_session_params;
 deepc_session_params deepc_session_default_params(void);
 

@@ -18,10 +18,51 @@ deepc_sampling deepc_sampling_default(void) {
     return p;
 }
 
-static void *xcalloc(size_t n, size_t sz, bool *ok) {
+/* Allocation of the session's buffers, with the bytes counted for max_ram. */
+typedef struct { bool ok; uint64_t bytes; } alloc_acct;
+
+static void *xcalloc(size_t n, size_t sz, alloc_acct *ac) {
     void *p = calloc(n ? n : 1, sz);
-    if (!p) *ok = false;
+    if (!p) ac->ok = false;
+    ac->bytes += (uint64_t)(n ? n : 1) * sz;
     return p;
+}
+
+/* Splits max_ram between what the session must hold (non-expert weights, KV
+ * cache, scratch: `fixed`) and the expert cache. Returns 0 and sets *budget
+ * (0 = every expert in place), or fails naming the least workable limit. */
+static int ram_budget(const deepc_model *m, uint64_t max_ram, uint64_t fixed, uint64_t *budget) {
+    deepc_model_info mi = { .struct_size = sizeof mi };
+    deepc_model_get_info(m, &mi);
+    uint64_t dense = mi.weight_bytes - mi.expert_bytes, need = dense + fixed;
+    char a[32], b[32], c[32], d[32], e[32];
+    deepc_fmt_bytes(a, sizeof a, max_ram);
+    deepc_fmt_bytes(b, sizeof b, dense);
+    deepc_fmt_bytes(c, sizeof c, fixed);
+    if (!mi.expert_bytes) {
+        if (need <= max_ram) return 0;
+        deepc_fmt_bytes(d, sizeof d, need);
+        char msg[320];
+        snprintf(msg, sizeof msg, "session: a RAM limit of %s is too small: the weights take %s and the KV cache and "
+                 "scratch %s (a dense model cannot stream its weights); it needs at least %s, or a smaller context",
+                 a, b, c, d);
+        deepc_set_open_error(msg);
+        return DEEPC_ERR_NOMEM;
+    }
+    uint64_t min = deepc_expert_store_min_budget(m);
+    if (need <= max_ram && max_ram - need >= min) {
+        uint64_t left = max_ram - need;
+        *budget = left >= mi.expert_bytes ? 0 : left;
+        return 0;
+    }
+    deepc_fmt_bytes(d, sizeof d, min);
+    deepc_fmt_bytes(e, sizeof e, need + min);
+    char msg[400];
+    snprintf(msg, sizeof msg, "session: a RAM limit of %s is too small: the non-expert weights take %s, the KV cache "
+             "and scratch %s, and the expert cache needs at least %s (one layer's active experts); use at least %s, "
+             "or a smaller context", a, b, c, d, e);
+    deepc_set_open_error(msg);
+    return DEEPC_ERR_NOMEM;
 }
 
 deepc_status deepc_session_create(deepc_model *m, const deepc_session_params *pp, deepc_session **out) {
@@ -51,7 +92,7 @@ deepc_status deepc_session_create(deepc_model *m, const deepc_session_params *pp
     s->k = k;
     s->n_ctx = p.n_ctx;
     s->n_batch = p.n_batch;
-    bool ok = true;
+    alloc_acct ok = { true, 0 };
     bool mla = deepc_arch_is_mla(hp->arch);
     size_t B = (size_t)p.n_batch, E = (size_t)hp->n_embd, hd = (size_t)hp->head_dim, H = (size_t)hp->n_heads;
     size_t Q = H * hd, KV = (size_t)hp->n_kv_heads * hd, F = (size_t)hp->n_ff;
@@ -110,10 +151,25 @@ deepc_status deepc_session_create(deepc_model *m, const deepc_session_params *pp
     s->history = xcalloc(C, sizeof(int32_t), &ok);
     s->sampler = deepc_sampler_create(hp->n_vocab);
     s->pool = deepc_pool_create(nt);
-    if (!ok || !s->sampler || !s->pool) {
+    if (!ok.ok || !s->sampler || !s->pool) {
         deepc_session_destroy(s);
         deepc_set_open_error("session: out of memory for the KV cache and scratch buffers (try a smaller --ctx)");
         return DEEPC_ERR_NOMEM;
+    }
+    if (p.max_ram_bytes) {
+        uint64_t budget = 0;
+        int rc = ram_budget(m, p.max_ram_bytes, ok.bytes, &budget);
+        if (rc) { deepc_session_destroy(s); return (deepc_status)rc; }
+        if (mla && !p.expert_cache_bytes) p.expert_cache_bytes = budget;
+        else if (mla && budget && p.expert_cache_bytes > budget) {
+            char x[32], y[32], msg[200];
+            deepc_fmt_bytes(x, sizeof x, p.expert_cache_bytes);
+            deepc_fmt_bytes(y, sizeof y, budget);
+            snprintf(msg, sizeof msg, "session: an expert cache of %s does not fit in the RAM limit, which leaves %s for it", x, y);
+            deepc_set_open_error(msg);
+            deepc_session_destroy(s);
+            return DEEPC_ERR_INVALID_ARG;
+        }
     }
     s->exp_budget = p.expert_cache_bytes;
     if (mla) {

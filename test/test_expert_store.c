@@ -68,7 +68,7 @@ static void prompt(int vocab, int32_t *ids, int n) {
 }
 
 typedef struct {
-    uint64_t budget;
+    uint64_t budget, max_ram;
     int threads, batch, io_threads;
     bool one_by_one, no_prefetch, buffered;
     const char *pin;
@@ -80,6 +80,7 @@ static deepc_session *make_session(deepc_model *m, const cfg *c) {
     sp.n_batch = c->batch ? c->batch : 16;
     sp.n_ctx = 64;
     sp.expert_cache_bytes = c->budget;
+    sp.max_ram_bytes = c->max_ram;
     sp.expert_pin_profile = c->pin;
     sp.expert_io_threads = c->io_threads;
     sp.expert_no_prefetch = c->no_prefetch;
@@ -235,6 +236,62 @@ static void test_budget_below_minimum_is_refused_naming_it(void **state) {
 
 /* A batch whose tokens select more experts than the cache holds is computed
  * a chunk of experts at a time: each expert is still read once per batch. */
+/* max_ram: the expert cache gets what the weights, KV cache and scratch
+ * leave. The least workable limit is found by bisection (each probe creates a
+ * session); at it the store streams within its share and the logits equal the
+ * resident run's; one byte less is refused with a message naming a limit that
+ * works; a generous limit leaves every expert in place. */
+static void test_max_ram_derives_the_expert_budget(void **state) {
+    (void)state;
+    hfgen_moe_spec spec;
+    char path[600];
+    deepc_model *m = open_preset("tiny-deepseek2", "q8_0", &spec, path, sizeof path);
+    deepc_model_info mi = { .struct_size = sizeof mi };
+    deepc_model_get_info(m, &mi);
+    uint64_t total, min, slot;
+    geometry(m, &total, &min, &slot);
+    deepc_session_params sp = deepc_session_default_params();
+    sp.n_threads = 1;
+    sp.n_batch = 16;
+    sp.n_ctx = 64;
+    deepc_session *s = NULL;
+    uint64_t lo = 1, hi = 1ull << 34;         /* lo fails, hi works */
+    sp.max_ram_bytes = lo;
+    assert_int_not_equal(deepc_session_create(m, &sp, &s), DEEPC_OK);
+    assert_null(s);
+    assert_non_null(strstr(deepc_open_error(), "too small"));
+    assert_non_null(strstr(deepc_open_error(), "use at least"));
+    while (hi - lo > 1) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        sp.max_ram_bytes = mid;
+        if (deepc_session_create(m, &sp, &s) == DEEPC_OK) { hi = mid; deepc_session_destroy(s); s = NULL; }
+        else lo = mid;
+    }
+    /* at the least workable limit: streaming with at least the minimum, and
+     * the limit holds the dense weights plus the cache */
+    int32_t ids[N_TOK];
+    prompt(mi.n_vocab, ids, N_TOK);
+    deepc_expert_stats st, rs;
+    cfg tight = { .max_ram = hi }, resident = { 0 };
+    float *a = run(m, ids, &tight, &st), *b = run(m, ids, &resident, &rs);
+    assert_true(st.streaming);
+    assert_true(st.budget_bytes >= min && st.budget_bytes < min + slot);
+    assert_true(mi.weight_bytes - mi.expert_bytes + st.cache_bytes <= hi);
+    assert_memory_equal(a, b, (size_t)N_TOK * mi.n_vocab * sizeof *a);
+    free(a);
+    free(b);
+    /* a generous limit: every expert in place */
+    cfg big = { .max_ram = hi + total };
+    free(run(m, ids, &big, &st));
+    assert_false(st.streaming);
+    /* an explicit cache larger than the limit leaves is refused */
+    sp.max_ram_bytes = hi;
+    sp.expert_cache_bytes = min + 4 * slot;
+    assert_int_not_equal(deepc_session_create(m, &sp, &s), DEEPC_OK);
+    assert_non_null(strstr(deepc_open_error(), "does not fit"));
+    deepc_model_close(m);
+}
+
 static void test_prompt_batch_reads_each_expert_once(void **state) {
     (void)state;
     hfgen_moe_spec spec;
@@ -569,6 +626,16 @@ static void test_cli_expert_cache_profile_and_stats(void **state) {
     expect(cli(NULL, "run -m '%s' --ids 5 --expert-cache 12Q", path), 2, "--expert-cache needs a size");
     expect(cli(NULL, "run -m '%s' --ids 5 --expert-cache 101%%", path), 2, "--expert-cache needs a size");
     expect(cli(NULL, "run -m '%s' --ids 5 --expert-cache 8K", path), 1, "the minimum is 16.0 KiB (16384 bytes)");
+    /* --max-ram: too little names a limit that works; with it, the same ids;
+       the other streaming flags are accepted and keep the ids */
+    expect(cli(NULL, "run -m '%s' --ids 5 --max-ram 1K", path), 1, "use at least");
+    expect(cli(NULL, "run -m '%s' --ids 5 --max-ram 12Q", path), 2, "--max-ram needs a size");
+    expect(cli(NULL, "run -m '%s' --ids 5,6,7,8 -n 12 --temp 0 --max-ram 50%% --no-prefetch --expert-io-threads 2 --buffered-io", path), 0, "experts: all");
+    assert_memory_equal(out, want, strlen(want));
+    expect(cli(NULL, "run -m '%s' --ids 5,6,7,8 -n 12 --temp 0 --expert-cache 16K --no-prefetch --buffered-io", path), 0, "buffered I/O");
+    assert_memory_equal(out, want, strlen(want));
+    assert_non_null(strstr(out, "prefetch 0 issued"));
+    expect(cli(NULL, "run -m '%s' --ids 5 --expert-io-threads 0", path), 2, "--expert-io-threads needs");
     /* profile, then pin it */
     snprintf(prompts, sizeof prompts, "%s/prompts.txt", root);
     snprintf(prof, sizeof prof, "%s/cli.profile", root);
@@ -588,6 +655,7 @@ int main(void) {
         cmocka_unit_test(test_v2_group_f32_every_budget_matches_resident_bitwise),
         cmocka_unit_test(test_v3_q8_0_every_budget_matches_resident_bitwise),
         cmocka_unit_test(test_budget_below_minimum_is_refused_naming_it),
+        cmocka_unit_test(test_max_ram_derives_the_expert_budget),
         cmocka_unit_test(test_prompt_batch_reads_each_expert_once),
         cmocka_unit_test(test_read_error_mid_generation_is_reported_and_recoverable),
         cmocka_unit_test(test_short_read_mid_generation_is_reported_and_recoverable),
