@@ -37,6 +37,10 @@ static const char bench_help[] =
     "                         (with a cache smaller than the experts, bench prints the\n"
     "                         expert store's hit rate, MiB read per token, I/O stall and\n"
     "                         prefetch accuracy of pp and tg per repetition)\n"
+    "  --diskbw               MoE: also measure how fast the disk reads this model's\n"
+    "                         expert records (scattered whole-record reads, bypassing\n"
+    "                         the page cache, --expert-io-threads readers) and print the\n"
+    "                         I/O bound of tg: that rate / bytes read per token\n"
     "  --membw                also measure read memory bandwidth (sum over a 1 GiB buffer,\n"
     "                         best of 10 passes, -t threads); with -m, print the roofline:\n"
     "                         bandwidth / weight bytes per token = the best possible tg\n"
@@ -175,7 +179,7 @@ static uint64_t rng_next(uint64_t *s) {
 /* One repetition: prompt evaluation of p tokens, then n greedy decode steps.
  * Writes tokens/s of each (0 when skipped). */
 static int bench_once(deepc_model *m, const deepc_session_params *sp, const int32_t *prompt, int p, int n,
-                      bool warmup, double *pp_ts, double *tg_ts, char *isa, size_t isa_cap) {
+                      bool warmup, double *pp_ts, double *tg_ts, double *tg_read, char *isa, size_t isa_cap) {
     deepc_session *s = NULL;
     int rc = CLI_OK;
     int need = (p ? p : 1) + n;
@@ -217,6 +221,8 @@ static int bench_once(deepc_model *m, const deepc_session_params *sp, const int3
         double dt = now_s() - t0;
         *tg_ts = dt > 0 ? n / dt : 0;
         if (streaming) cli_print_expert_stats(stderr, s, "  tg: ", "");
+        deepc_expert_stats ts = { .struct_size = sizeof ts };
+        if (streaming && !deepc_session_expert_stats(s, &ts)) *tg_read = (double)ts.bytes_read / n;
     }
 done:
     deepc_session_destroy(s);
@@ -259,7 +265,9 @@ int cmd_bench(int argc, char **argv) {
     cli_expert_opts xo = {0};
     int k;
     long long p = 512, n = 128, threads = 0, reps = 3, batch = 0;
-    bool membw = false, warmup = true;
+    bool membw = false, diskbw = false, warmup = true;
+    double tg_read = 0, disk = 0;
+    bool disk_direct = false;
     deepc_model_params mp = deepc_model_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -276,6 +284,7 @@ int cmd_bench(int argc, char **argv) {
         }
         else if (!strcmp(a, "--isa")) { if (!(isa = VAL())) return cli_usage_error("bench", "--isa needs a name"); }
         else if (!strcmp(a, "--membw")) membw = true;
+        else if (!strcmp(a, "--diskbw")) diskbw = true;
         else if (!strcmp(a, "--no-warmup")) warmup = false;
         else if ((k = cli_expert_flag("bench", argc, argv, &i, &xo)) != 0) { if (k != 1) return k; }
         else if (cli_model_flag(a, &mp)) continue;
@@ -326,7 +335,7 @@ int cmd_bench(int argc, char **argv) {
             fprintf(stderr, "deepc bench: %s, pp%lld + tg%lld, %lld repetition(s), %d thread(s)\n", model, p, n, reps, nt);
         for (int r = 0; r < reps; r++) {
             double pp = 0, tg = 0;
-            if ((rc = bench_once(m, &sp, prompt, (int)p, (int)n, warmup && r == 0, &pp, &tg, isa_name, sizeof isa_name))) goto done;
+            if ((rc = bench_once(m, &sp, prompt, (int)p, (int)n, warmup && r == 0, &pp, &tg, &tg_read, isa_name, sizeof isa_name))) goto done;
             tests[0].ts[r] = pp;
             tests[1].ts[r] = tg;
             fprintf(stderr, "  repetition %d/%lld:", r + 1, reps);
@@ -353,6 +362,13 @@ int cmd_bench(int argc, char **argv) {
         char err[128];
         if (!jsonl) fprintf(stderr, "deepc bench: memory bandwidth, %d thread(s), 1 GiB x %d passes\n", nt, MEMBW_PASSES);
         if ((bw = membw_measure(nt, err, sizeof err)) < 0) { rc = cli_fail("bench", "%s", err); goto done; }
+    }
+
+    if (diskbw && model) {
+        int io = xo.io_threads ? (int)xo.io_threads : 4;
+        if (!jsonl) fprintf(stderr, "deepc bench: expert read bandwidth, %d reader(s), 400 records\n", io);
+        if (deepc_model_expert_read_bw(m, io, 400, xo.buffered_io, &disk, &disk_direct)) { rc = cli_fail("bench", "%s", deepc_open_error()); goto done; }
+        disk /= 1e9;
     }
 
     double gpt = (double)mi.active_weight_bytes / 1e9;   /* GB of weights per decoded token */
@@ -384,6 +400,9 @@ int cmd_bench(int argc, char **argv) {
             printf(", \"peak_rss\": %llu", (unsigned long long)rss);
             printf(", \"use_mmap\": %s, \"use_mlock\": %s, \"weights_locked\": %s, \"load_s\": %.6f", mp.use_mmap ? "true" : "false",
                    mp.use_mlock ? "true" : "false", mi.weights_locked ? "true" : "false", load_s);
+            if (tg && tg_read > 0) printf(", \"expert_read_per_token\": %.0f", tg_read);
+            if (disk > 0) printf(", \"disk_gb_per_s\": %.6f, \"disk_direct\": %s", disk, disk_direct ? "true" : "false");
+            if (tg && disk > 0 && tg_read > 0) printf(", \"io_bound_ts\": %.6f", disk * 1e9 / tg_read);
             if (tg && roof > 0) printf(", \"membw_gb_per_s\": %.6f, \"roofline_ts\": %.6f, \"pct_roofline\": %.3f", bw, roof, 100.0 * t->avg / roof);
             printf("}\n");
         }
@@ -423,6 +442,13 @@ int cmd_bench(int argc, char **argv) {
                 printf("| %-24s | %10s | %9s | %-10s | %7d | %8s | %19s | %7s |\n", mt, size_h, params, isa_name, nt, t->name, ts, gb);
             }
             printf("\npeak RSS: %s\n", rss_h);
+        }
+        if (disk > 0) {
+            printf("expert reads: %.2f GB/s (%s, %d reader(s), 400 scattered records)\n", disk,
+                   disk_direct ? "page cache bypassed" : "through the page cache", xo.io_threads ? (int)xo.io_threads : 4);
+            if (n && tg_read > 0)
+                printf("I/O bound tg: %.2f GB/s / %.1f MB read per token = %.2f t/s; measured tg%lld %.2f t/s\n", disk,
+                       tg_read / 1e6, disk * 1e9 / tg_read, n, tests[1].avg);
         }
         if (membw) {
             printf("memory bandwidth: %.2f GB/s (read, %d thread(s), best of %d passes over 1 GiB)\n", bw, nt, MEMBW_PASSES);

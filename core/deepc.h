@@ -120,6 +120,15 @@ const char *deepc_model_meta_str(const deepc_model *m, const char *key, size_t *
 /* Recomputes every tensor checksum (reads the whole file). */
 deepc_status deepc_model_verify(const deepc_model *m);
 
+/* MoE: how fast this machine reads the model's routed experts the way the
+ * expert store does: n_reads whole expert records at scattered offsets (a fixed
+ * pattern), one aligned read each, from n_threads readers (1..64), bypassing the
+ * page cache (O_DIRECT / F_NOCACHE) unless buffered or unsupported. Gives bytes
+ * per second and whether the cache was bypassed; reads that the page cache
+ * serves (buffered, recently read) measure memory, not the disk. */
+deepc_status deepc_model_expert_read_bw(const deepc_model *m, int n_threads, int n_reads, bool buffered,
+                                        double *bytes_per_s, bool *direct_io);
+
 /* ---- sessions ---------------------------------------------------------- */
 
 typedef struct deepc_session_params {

@@ -16,11 +16,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "forward.h"
@@ -146,12 +148,6 @@ static uint64_t slot_size(const deepc_model *m) {
 uint64_t deepc_expert_store_min_budget(const deepc_model *m) {
     if (!m || !has_experts(m)) return 0;
     return slot_size(m) * (uint64_t)m->hp.route.top_k;
-}
-
-static void fmt_bytes(char *buf, size_t cap, uint64_t b) {
-    if (b >= (1ull << 30)) snprintf(buf, cap, "%.2f GiB", (double)b / (double)(1ull << 30));
-    else if (b >= (1ull << 20)) snprintf(buf, cap, "%.1f MiB", (double)b / (double)(1ull << 20));
-    else snprintf(buf, cap, "%.1f KiB", (double)b / 1024.0);
 }
 
 /* ---- queue and slots (caller holds mu) ------------------------------------- */
@@ -779,9 +775,9 @@ int deepc_expert_store_create(const deepc_model *m, const deepc_expert_store_par
     st->min_budget = (uint64_t)st->slot_bytes * (uint64_t)st->K;
     if (p->budget_bytes < st->min_budget) {
         char b[32], mn[32], sl[32];
-        fmt_bytes(b, sizeof b, p->budget_bytes);
-        fmt_bytes(mn, sizeof mn, st->min_budget);
-        fmt_bytes(sl, sizeof sl, st->slot_bytes);
+        deepc_fmt_bytes(b, sizeof b, (double)p->budget_bytes);
+        deepc_fmt_bytes(mn, sizeof mn, (double)st->min_budget);
+        deepc_fmt_bytes(sl, sizeof sl, (double)st->slot_bytes);
         rc = deepc_errf(err, DEEPC_ERR_INVALID_ARG,
                         "expert cache of %s (%llu bytes) is too small: one token needs %d experts of a layer at once, %s each; "
                         "the minimum is %s (%llu bytes)", b, (unsigned long long)p->budget_bytes, st->K, sl, mn,
@@ -915,4 +911,82 @@ void deepc_expert_store_destroy(deepc_expert_store *st) {
     free(st->pf_x); free(st->pf_xn); free(st->pf_logits); free(st->pf_scratch); free(st->pf_w);
     free(st->pf_ids); free(st->pf_votes); free(st->pf_order);
     free(st);
+}
+
+/* ---- read-bandwidth probe ------------------------------------------------------ */
+
+typedef struct {
+    int fd;
+    const uint64_t *off;
+    uint64_t len;                /* every read: the slot size */
+    int n_keys, n_reads;
+    atomic_int next;
+    atomic_int failed;
+    atomic_ullong bytes;
+} probe_t;
+
+static void *probe_main(void *arg) {
+    probe_t *p = arg;
+    void *buf = NULL;
+    if (posix_memalign(&buf, STORE_ALIGN, (size_t)p->len)) { atomic_store(&p->failed, ENOMEM); return NULL; }
+    for (;;) {
+        int i = atomic_fetch_add(&p->next, 1);
+        if (i >= p->n_reads || atomic_load(&p->failed)) break;
+        /* a fixed scatter over the records: the order depends on nothing else */
+        uint64_t k = ((uint64_t)i * 2654435761u) % (uint64_t)p->n_keys;
+        ssize_t r;
+        do r = pread(p->fd, buf, (size_t)p->len, (off_t)p->off[k]);
+        while (r < 0 && errno == EINTR);
+        if (r <= 0) { atomic_store(&p->failed, r < 0 ? errno : EIO); break; }
+        atomic_fetch_add(&p->bytes, (unsigned long long)r);
+    }
+    free(buf);
+    return NULL;
+}
+
+deepc_status deepc_model_expert_read_bw(const deepc_model *m, int n_threads, int n_reads, bool buffered,
+                                        double *bytes_per_s, bool *direct_io) {
+    if (!m || !bytes_per_s || n_threads < 1 || n_threads > 64 || n_reads < 1) return DEEPC_ERR_INVALID_ARG;
+    *bytes_per_s = 0;
+    if (direct_io) *direct_io = false;
+    if (!has_experts(m)) {
+        deepc_set_open_error("the read probe needs a MoE model: this one has no routed experts");
+        return DEEPC_ERR_INVALID_ARG;
+    }
+    const deepc_hparams *hp = &m->hp;
+    const deepc_dqf_tensor *t0 = deepc_dqf_tensor_at(m->dqf, 0);
+    const uint8_t *base = (const uint8_t *)t0->data - t0->offset;
+    int n_keys = (hp->n_layers - hp->first_k_dense) * hp->route.n_experts;
+    uint64_t *off = malloc((size_t)n_keys * sizeof *off);
+    if (!off) return DEEPC_ERR_NOMEM;
+    for (int l = hp->first_k_dense, k = 0; l < hp->n_layers; l++)
+        for (int e = 0; e < hp->route.n_experts; e++) off[k++] = (uint64_t)((const uint8_t *)m->layers[l].x_gate[e].data - base);
+    int fd = deepc_dqf_fd(m->dqf), dfd = buffered ? -1 : open_direct(fd);
+    /* the last record may end before a whole slot: reads past the end are
+     * short, which the probe counts as they come */
+    probe_t p = { .fd = dfd >= 0 ? dfd : fd, .off = off, .len = slot_size(m), .n_keys = n_keys, .n_reads = n_reads };
+    atomic_init(&p.next, 0);
+    atomic_init(&p.failed, 0);
+    atomic_init(&p.bytes, 0);
+    pthread_t th[64];
+    int started = 0;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (; started < n_threads; started++)
+        if (pthread_create(&th[started], NULL, probe_main, &p)) break;
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    if (dfd >= 0) close(dfd);
+    free(off);
+    int f = atomic_load(&p.failed);
+    if (!started || f) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "expert read probe: %s", started ? strerror(f) : "could not start a thread");
+        deepc_set_open_error(msg);
+        return started ? DEEPC_ERR_IO : DEEPC_ERR_NOMEM;
+    }
+    double dt = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+    *bytes_per_s = dt > 0 ? (double)atomic_load(&p.bytes) / dt : 0;
+    if (direct_io) *direct_io = dfd >= 0;
+    return DEEPC_OK;
 }

@@ -625,7 +625,7 @@ static void test_cli_expert_cache_profile_and_stats(void **state) {
     /* bad sizes are usage errors; too small a budget names the minimum */
     expect(cli(NULL, "run -m '%s' --ids 5 --expert-cache 12Q", path), 2, "--expert-cache needs a size");
     expect(cli(NULL, "run -m '%s' --ids 5 --expert-cache 101%%", path), 2, "--expert-cache needs a size");
-    expect(cli(NULL, "run -m '%s' --ids 5 --expert-cache 8K", path), 1, "the minimum is 16.0 KiB (16384 bytes)");
+    expect(cli(NULL, "run -m '%s' --ids 5 --expert-cache 8K", path), 1, "the minimum is 16.00 KiB (16384 bytes)");
     /* --max-ram: too little names a limit that works; with it, the same ids;
        the other streaming flags are accepted and keep the ids */
     expect(cli(NULL, "run -m '%s' --ids 5 --max-ram 1K", path), 1, "use at least");
@@ -636,6 +636,20 @@ static void test_cli_expert_cache_profile_and_stats(void **state) {
     assert_memory_equal(out, want, strlen(want));
     assert_non_null(strstr(out, "prefetch 0 issued"));
     expect(cli(NULL, "run -m '%s' --ids 5 --expert-io-threads 0", path), 2, "--expert-io-threads needs");
+    /* bench --diskbw: the probe's rate and the I/O bound of tg */
+    expect(cli(NULL, "bench -m '%s' -p 4 -n 4 -r 1 --expert-cache 16K --diskbw --expert-io-threads 2", path), 0, "expert reads:");
+    assert_non_null(strstr(out, "2 reader(s)"));
+    assert_non_null(strstr(out, "I/O bound tg:"));
+    double bw = 0;
+    bool direct = false;
+    deepc_model *pm;
+    if (deepc_model_open(path, &pm)) fail_msg("open: %s", deepc_open_error());
+    assert_int_equal(deepc_model_expert_read_bw(pm, 3, 50, false, &bw, &direct), DEEPC_OK);
+    assert_true(bw > 0);
+    assert_int_equal(deepc_model_expert_read_bw(pm, 2, 20, true, &bw, &direct), DEEPC_OK);
+    assert_false(direct);                       /* buffered asked: never bypassed */
+    assert_int_equal(deepc_model_expert_read_bw(pm, 0, 20, true, &bw, &direct), DEEPC_ERR_INVALID_ARG);
+    deepc_model_close(pm);
     /* profile, then pin it */
     snprintf(prompts, sizeof prompts, "%s/prompts.txt", root);
     snprintf(prof, sizeof prof, "%s/cli.profile", root);
