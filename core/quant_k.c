@@ -138,15 +138,15 @@ static int batch_pad(batch *b, bool with_is) {
     return nl;
 }
 
-/* is = 1 / s for every lane (0 where s is 0: then every q is 0). */
-static int batch_prepare(batch *b) {
+/* is = 1 / s for every lane (0 where s is 0: then every q is 0). The
+ * refits compute is along with s; this is for the +-1 candidates. */
+static void batch_inverses(batch *b) {
     int nl = batch_pad(b, false);
     for (int c0 = 0; c0 < nl; c0 += CL)
         for (int l = 0; l < CL; l++) {
             float s = b->s[c0 + l], nz = s != 0.0f ? 1.0f : 0.0f;
             b->is[c0 + l] = nz / (s + (1.0f - nz)); /* 1 / s, or 0 / 1 */
         }
-    return nl;
 }
 
 /* One normalized sub-block as the passes read it: x and w, and each
@@ -183,7 +183,7 @@ static void batch_round_sums(batch *b, const sub_view *v, float off, float lo, f
 /* Scores every candidate (q rounded to the nearest level of s and m) and
  * keeps the refit sums of its rounding. */
 static void batch_score_sums(batch *b, const sub_view *v, float lo, float hi) {
-    int nl = batch_prepare(b);
+    int nl = batch_pad(b, true);
     for (int c0 = 0; c0 < nl; c0 += CL) {
         float s[CL], m[CL], is[CL], e[CL] = { 0 }, a[CL] = { 0 }, aa[CL] = { 0 }, ax[CL] = { 0 };
         memcpy(s, b->s + c0, sizeof s);
@@ -210,7 +210,7 @@ static void batch_score_sums(batch *b, const sub_view *v, float lo, float hi) {
 
 /* Scores every candidate, nothing else. */
 static void batch_score(batch *b, const sub_view *v, float lo, float hi) {
-    int nl = batch_prepare(b);
+    int nl = batch_pad(b, true);
     for (int c0 = 0; c0 < nl; c0 += CL) {
         float s[CL], m[CL], is[CL], e[CL] = { 0 };
         memcpy(s, b->s + c0, sizeof s);
@@ -268,7 +268,7 @@ static void seen_clear(seen_set *t) {
 /* Puts candidate (s, m) at lane nc of b if ok and not seen; returns the new
  * lane count. Written without branches on the outcome: whether a candidate
  * is new is close to a coin flip, so a branch would mispredict often. */
-static inline int queue_one(batch *b, int nc, seen_set *t, float s, float m, int ok) {
+static inline int queue_one(batch *b, int nc, seen_set *t, float s, float m, float is, int ok) {
     uint32_t bs, bm;
     memcpy(&bs, &s, sizeof bs);
     memcpy(&bm, &m, sizeof bm);
@@ -278,13 +278,14 @@ static inline int queue_one(batch *b, int nc, seen_set *t, float s, float m, int
     if (ok) t->key[h] = key; /* nearly always: a predictable branch */
     b->s[nc] = s;
     b->m[nc] = m;
+    b->is[nc] = is;
     return nc + (ok & !dup);
 }
 
 /* Starts b with the search's first candidate, the plain fit from the
  * sub-block's extremes, in lane 0 (always, even if seen). */
-static void first_candidate(batch *b, seen_set *t, float s, float m) {
-    b->nc = queue_one(b, 0, t, s, m, 1);
+static void first_candidate(batch *b, seen_set *t, float s, float m, float is) {
+    b->nc = queue_one(b, 0, t, s, m, is, 1);
     b->nc = 1;
 }
 
@@ -331,24 +332,26 @@ static void affine_refit(const batch *src, float sw, float sx, batch *dst, seen_
     /* the divisions run on every lane (a failed lane gives inf or NaN,
      * never a trap in the default environment) with no selects in the
      * loop, so it vectorizes */
-    float fs[MAXC], fo[MAXC], s0[MAXC];
+    float fs[MAXC], fo[MAXC], s0[MAXC], fi[MAXC], i0[MAXC];
     int okf[MAXC], ok0[MAXC];
     int nl = (src->nc + CL - 1) / CL * CL;
     for (int c0 = 0; c0 < nl; c0 += CL)
         for (int c = c0; c < c0 + CL; c++) {
             float sq = src->sq[c], sqq = src->sqq[c], sxq = src->sxq[c];
-            float det = sw * sqq - sq * sq, id = 1.0f / det;
-            float s = (sw * sxq - sx * sq) * id, off = (sqq * sx - sq * sxq) * id, z = sxq / sqq;
+            float det = sw * sqq - sq * sq, id = 1.0f / det, num = sw * sxq - sx * sq;
+            float s = num * id, off = (sqq * sx - sq * sxq) * id, z = sxq / sqq;
             fs[c] = s;
             fo[c] = off;
+            fi[c] = det / num; /* 1 / s */
             s0[c] = z; /* the fit with m held at 0 */
+            i0[c] = sqq / sxq;
             okf[c] = (det > 0.0f) & (s > 0x1p-40f) & (s < 0x1p20f) & (off > -0x1p20f);
             ok0[c] = (det > 0.0f) & (z > 0x1p-40f) & (z < 0x1p20f); /* det > 0 implies sqq > 0 */
         }
     int nc = dst->nc;
     for (int c = 0; c < src->nc; c++) {
         bool pin = fo[c] > 0.0f;
-        nc = queue_one(dst, nc, seen, pin ? s0[c] : fs[c], pin ? -0.0f : -fo[c], pin ? ok0[c] : okf[c]);
+        nc = queue_one(dst, nc, seen, pin ? s0[c] : fs[c], pin ? -0.0f : -fo[c], pin ? i0[c] : fi[c], pin ? ok0[c] : okf[c]);
     }
     dst->nc = nc;
 }
@@ -401,7 +404,7 @@ static void fit_affine(const sub_view *v, float nmax, float sw, float sx, float 
     batch_score_sums(&r1, v, 0.0f, nmax);
     /* the min/max fit (not refit itself) is scored with the second refits,
      * in lane 0, where a lane is usually free */
-    first_candidate(&r2, &seen, (hi - lo) / nmax, -lo);
+    first_candidate(&r2, &seen, (hi - lo) / nmax, -lo, nmax * ir);
     affine_refit(&r1, sw, sx, &r2, &seen);
     batch_score(&r2, v, 0.0f, nmax);
     const batch *bb;
@@ -416,17 +419,18 @@ static void fit_affine(const sub_view *v, float nmax, float sw, float sx, float 
 /* s = sum w x q / sum w q^2 for each lane's rounding in src, queued in dst
  * as in affine_refit. */
 static void sym_refit(const batch *src, batch *dst, seen_set *seen) {
-    float rs[MAXC];
+    float rs[MAXC], ri[MAXC];
     int ok[MAXC];
     int nl = (src->nc + CL - 1) / CL * CL;
     for (int c0 = 0; c0 < nl; c0 += CL)
         for (int c = c0; c < c0 + CL; c++) {
-            float sqq = src->sqq[c], s = src->sxq[c] / sqq, a = fabsf(s);
+            float sqq = src->sqq[c], sxq = src->sxq[c], s = sxq / sqq, a = fabsf(s);
             ok[c] = (sqq > 0.0f) & (a > 0x1p-40f) & (a < 0x1p20f);
             rs[c] = s;
+            ri[c] = sqq / sxq;
         }
     int nc = dst->nc;
-    for (int c = 0; c < src->nc; c++) nc = queue_one(dst, nc, seen, rs[c], 0.0f, ok[c]);
+    for (int c = 0; c < src->nc; c++) nc = queue_one(dst, nc, seen, rs[c], 0.0f, ri[c], ok[c]);
     dst->nc = nc;
 }
 
@@ -464,7 +468,7 @@ static float fit_sym(const sub_view *v, float nneg, float npos, float *wqq) {
     r1.nc = 0;
     sym_refit(&g, &r1, &seen);
     batch_score_sums(&r1, v, -nneg, npos);
-    first_candidate(&r2, &seen, -vmax / nneg, 0.0f); /* as in fit_affine */
+    first_candidate(&r2, &seen, -vmax / nneg, 0.0f, -nneg * iv); /* as in fit_affine */
     sym_refit(&r1, &r2, &seen);
     batch_score(&r2, v, -nneg, npos);
     const batch *bb;
@@ -595,6 +599,32 @@ static float fp16_round(float v, uint16_t *h) {
  * a multiple of CL. The scoring runs in fp32 on v scaled by a power of two
  * to |v| <= 1 and W divided by its largest value; D is rounded to fp16 in
  * the true units. */
+/* Scores super-scale candidates Dh[c] (normalized units, 0 for none) side
+ * by side, as the sub-block search does: e[c] = sum W (v - Dh k)^2 with k
+ * the nearest level, and the sums of its least-squares refit. */
+#define SS_MAXC 16
+static void superscale_score(const float *vn, const float *wn, int nsub, float kmin, float kmax, const float *Dh, int nc,
+                             float *e, float *svk, float *skk) {
+    for (int c0 = 0; c0 < nc; c0 += CL) {
+        float d[CL], id[CL], a[CL] = { 0 }, b[CL] = { 0 }, g[CL] = { 0 };
+        for (int l = 0; l < CL; l++) {
+            d[l] = Dh[c0 + l];
+            float nz = d[l] != 0.0f ? 1.0f : 0.0f;
+            id[l] = nz / (d[l] + (1.0f - nz));
+        }
+        for (int j = 0; j < nsub; j++)
+            for (int l = 0; l < CL; l++) {
+                float kj = round_clamp(vn[j] * id[l], kmin, kmax), r = vn[j] - d[l] * kj, wk = wn[j] * kj;
+                a[l] += wn[j] * r * r;
+                b[l] += wk * vn[j];
+                g[l] += wk * kj;
+            }
+        memcpy(e + c0, a, sizeof a);
+        memcpy(svk + c0, b, sizeof b);
+        memcpy(skk + c0, g, sizeof g);
+    }
+}
+
 static uint16_t quant_superscale(const float *v, const double *W, int nsub, int kmin, int kmax, int *k) {
     float vmax = 0.0f;
     double wmax = 0.0;
@@ -610,32 +640,32 @@ static uint16_t quant_superscale(const float *v, const double *W, int nsub, int 
         vn[j] = v[j] * down;
         wn[j] = wmax > 0.0 ? (float)(W[j] / wmax) : 1.0f;
     }
-    float best = INFINITY, fkmin = (float)kmin, fkmax = (float)kmax;
-    uint16_t best_h = 0;
+    float fkmin = (float)kmin, fkmax = (float)kmax;
+    /* first candidates: the largest value onto either end of the range,
+     * shrunk by 0 .. 1.5 levels; then the refit of each; Dh 0: none */
+    float D0[SS_MAXC] = { 0 }, D1[SS_MAXC] = { 0 }, e0[SS_MAXC], e1[SS_MAXC], svk[SS_MAXC], skk[SS_MAXC], unused[2][SS_MAXC];
+    uint16_t h0[SS_MAXC], h1[SS_MAXC];
+    int nc = 0;
     for (int end = 0; end < 2; end++) {
         int lim = end == 0 ? kmax : kmin;
         if (lim == 0) continue;
-        for (int step = 0; step <= 6; step++) {
+        for (int step = 0; step <= 6; step++, nc++) {
             float lv = (float)lim - (lim > 0 ? 0.25f : -0.25f) * (float)step;
-            float D = vmax / lv;
-            for (int it = 0; it < 2; it++) {
-                uint16_t h;
-                float Dh = fp16_round(D, &h) * down; /* exact: a power of two */
-                if (Dh == 0.0f) break;
-                float iD = 1.0f / Dh, e[CL] = { 0 }, svk[CL] = { 0 }, skk[CL] = { 0 };
-                for (int j = 0; j < nsub; j += CL)
-                    for (int l = 0; l < CL; l++) {
-                        float kj = round_clamp(vn[j + l] * iD, fkmin, fkmax), r = vn[j + l] - Dh * kj, wk = wn[j + l] * kj;
-                        e[l] += wn[j + l] * r * r;
-                        svk[l] += wk * vn[j + l];
-                        skk[l] += wk * kj;
-                    }
-                float et = (e[0] + e[2]) + (e[1] + e[3]), st = (skk[0] + skk[2]) + (skk[1] + skk[3]);
-                if (et < best) { best = et; best_h = h; }
-                if (!(st > 0.0f)) break;
-                D = ((svk[0] + svk[2]) + (svk[1] + svk[3])) / st * up;
-            }
+            D0[nc] = fp16_round(vmax / lv, &h0[nc]) * down; /* exact: a power of two */
         }
+    }
+    int nl = (nc + CL - 1) / CL * CL;
+    superscale_score(vn, wn, nsub, fkmin, fkmax, D0, nl, e0, svk, skk);
+    for (int c = 0; c < nc; c++)
+        D1[c] = D0[c] != 0.0f && skk[c] > 0.0f ? fp16_round(svk[c] / skk[c] * up, &h1[c]) * down : 0.0f;
+    superscale_score(vn, wn, nsub, fkmin, fkmax, D1, nl, e1, unused[0], unused[1]);
+    /* in the order the candidates come: each first one, then its refit */
+    float best = INFINITY;
+    uint16_t best_h = 0;
+    for (int c = 0; c < nc; c++) {
+        if (D0[c] == 0.0f) continue;
+        if (e0[c] < best) { best = e0[c]; best_h = h0[c]; }
+        if (D1[c] != 0.0f && e1[c] < best) { best = e1[c]; best_h = h1[c]; }
     }
     float Dh = deepc_fp16_to_fp32(best_h);
     if (Dh != 0.0f) {
@@ -694,6 +724,7 @@ static void quantize_affine_super(const float *src, const float *imp, int nsub, 
             nb.s[nb.nc] = d * (float)a * f;
             nb.m[nb.nc++] = dmin * (float)c * f;
         }
+        batch_inverses(&nb);
         batch_score(&nb, &v, 0.0f, fnmax);
         float best = INFINITY;
         int bc = batch_best(&nb, &best);
@@ -809,6 +840,7 @@ void deepc_quantize_row_q3_k(const float *src, deepc_block_q3_k *y, size_t n, co
                 nb.s[nb.nc] = d * (float)a * f; /* exact: 11-bit fp16 times a 6-bit integer, times 2^-e */
                 nb.m[nb.nc++] = 0.0f;
             }
+            batch_inverses(&nb);
             batch_score(&nb, &v, -4.0f, 3.0f);
             float best = INFINITY;
             int bc = batch_best(&nb, &best);
