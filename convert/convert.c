@@ -173,14 +173,12 @@ typedef struct {
     const deepc_st_tensor *t;
     float *scale;            /* FP8: [ceil(R/128)][ceil(C/128)], else NULL */
     uint64_t scale_cols;
-    uint8_t *raw;            /* FP8 bounce buffer */
 } src_reader;
 
-static int src_open(src_reader *r, deepc_st *st, const deepc_st_tensor *t, uint8_t *raw, deepc_err *err) {
+static int src_open(src_reader *r, deepc_st *st, const deepc_st_tensor *t, deepc_err *err) {
     memset(r, 0, sizeof *r);
     r->st = st;
     r->t = t;
-    r->raw = raw;
     if (t->dtype != DEEPC_ST_F8_E4M3) return 0;
     char nm[300];
     snprintf(nm, sizeof nm, "%s_scale_inv", t->name);
@@ -208,11 +206,13 @@ static void src_close(src_reader *r) {
 }
 
 /* Rows [r0, r0+nr) of the source (cols each) as f32; FP8 is dequantized with
- * its block scales on the fly, never materializing a BF16 copy. */
-static int src_rows(src_reader *r, uint64_t r0, uint64_t nr, uint64_t cols, float *dst, deepc_err *err) {
+ * its block scales on the fly through raw (nr * cols bytes), never
+ * materializing a BF16 copy. Reads with pread and keeps no state, so
+ * threads may read disjoint rows at once. */
+static int src_rows(const src_reader *r, uint64_t r0, uint64_t nr, uint64_t cols, float *dst, uint8_t *raw, deepc_err *err) {
     if (!r->scale) return deepc_st_read_f32(r->st, r->t, r0 * cols, dst, (size_t)(nr * cols), err);
-    int rc = deepc_st_read_raw(r->st, r->t, r0 * cols, r->raw, (size_t)(nr * cols), err);
-    if (!rc) deepc_fp8_dequant_rows(r->raw, r0, nr, cols, r->scale, r->scale_cols, dst);
+    int rc = deepc_st_read_raw(r->st, r->t, r0 * cols, raw, (size_t)(nr * cols), err);
+    if (!rc) deepc_fp8_dequant_rows(raw, r0, nr, cols, r->scale, r->scale_cols, dst);
     return rc;
 }
 
@@ -224,30 +224,81 @@ static int check_finite(const planned *pl, const float *x, size_t n, deepc_err *
     return 0;
 }
 
-/* Quantizing is the converter's CPU work (the k-quant searches run at a few
- * MB/s per core), so rows are split across the pool; each row is quantized
- * independently, so the bytes do not depend on the thread count. */
+/* The pool and the chunk buffers of one conversion, with a result slot per
+ * thread for the jobs below. */
 typedef struct {
+    deepc_pool *pool;
+    int nth;
+    float *fbuf;
+    void *qbuf;
+    uint8_t *raw;
+    int *trc;
+    deepc_err *terr;
+} conv_bufs;
+
+/* The first failure of a pool job, by thread index (not by time), so the
+ * message does not depend on scheduling. */
+static int job_result(const conv_bufs *b, deepc_err *err) {
+    for (int i = 0; i < b->nth; i++)
+        if (b->trc[i]) {
+            if (err) *err = b->terr[i];
+            return b->trc[i];
+        }
+    return 0;
+}
+
+/* Quantizing is the converter's CPU work, so rows are split across the
+ * pool; each row is quantized independently, so the bytes do not depend on
+ * the thread count. Rows straight from the source are also read, converted
+ * to f32 and checked by the thread that quantizes them (src_chunk), which
+ * leaves only the write to the calling thread: with the quantizers at tens
+ * of ns per weight, a serial read and scan would otherwise take a
+ * quarter of the time. */
+typedef struct {
+    const conv_bufs *b;
+    const src_reader *r;     /* NULL: x already holds the rows */
+    const planned *pl;
     deepc_type type;
     const float *x;
-    uint64_t nr, cols;
+    uint64_t r0, nr, cols;   /* source rows [r0, r0 + nr) when r is set */
     size_t rb;
-    uint8_t *out;
 } quant_task;
 
 static void quant_rows_run(void *arg, int ith, int nth) {
     const quant_task *t = arg;
-    uint64_t r0 = t->nr * (uint64_t)ith / (uint64_t)nth, r1 = t->nr * (uint64_t)(ith + 1) / (uint64_t)nth;
-    for (uint64_t i = r0; i < r1; i++) deepc_quantize_row(t->type, t->x + i * t->cols, t->out + i * t->rb, (size_t)t->cols);
+    uint64_t a = t->nr * (uint64_t)ith / (uint64_t)nth, e = t->nr * (uint64_t)(ith + 1) / (uint64_t)nth;
+    int rc = 0;
+    if (t->r && e > a) {
+        float *x = t->b->fbuf + a * t->cols;
+        rc = src_rows(t->r, t->r0 + a, e - a, t->cols, x, t->b->raw + a * t->cols, &t->b->terr[ith]);
+        if (!rc) rc = check_finite(t->pl, x, (size_t)((e - a) * t->cols), &t->b->terr[ith]);
+    }
+    for (uint64_t i = a; !rc && i < e; i++)
+        deepc_quantize_row(t->type, t->x + i * t->cols, (uint8_t *)t->b->qbuf + i * t->rb, (size_t)t->cols);
+    t->b->trc[ith] = rc;
 }
 
-static int put_rows(deepc_dqf_writer *w, deepc_pool *pool, deepc_type type, const float *x, uint64_t nr, uint64_t cols,
-                    void *qbuf, deepc_err *err) {
-    size_t rb = deepc_type_row_bytes(type, (size_t)cols);
-    quant_task t = { type, x, nr, cols, rb, qbuf };
-    deepc_pool_run(pool, quant_rows_run, &t);
-    if (deepc_dqf_tensor_write(w, qbuf, (size_t)(nr * rb))) return deepc_errf(err, DEEPC_ERR_IO, "%s", deepc_dqf_writer_error(w));
+static int run_and_write(deepc_dqf_writer *w, const conv_bufs *b, quant_task *t, deepc_err *err) {
+    t->rb = deepc_type_row_bytes(t->type, (size_t)t->cols);
+    deepc_pool_run(b->pool, quant_rows_run, t);
+    int rc = job_result(b, err);
+    if (rc) return rc;
+    if (deepc_dqf_tensor_write(w, b->qbuf, (size_t)(t->nr * t->rb))) return deepc_errf(err, DEEPC_ERR_IO, "%s", deepc_dqf_writer_error(w));
     return 0;
+}
+
+/* nr rows of x (already checked), quantized and written. */
+static int put_rows(deepc_dqf_writer *w, const conv_bufs *b, deepc_type type, const float *x, uint64_t nr, uint64_t cols,
+                    deepc_err *err) {
+    quant_task t = { b, NULL, NULL, type, x, 0, nr, cols, 0 };
+    return run_and_write(w, b, &t, err);
+}
+
+/* Source rows [r0, r0 + nr) read, checked, quantized and written. */
+static int put_src_rows(deepc_dqf_writer *w, const conv_bufs *b, const src_reader *r, const planned *pl, deepc_type type,
+                        uint64_t r0, uint64_t nr, uint64_t cols, deepc_err *err) {
+    quant_task t = { b, r, pl, type, b->fbuf, r0, nr, cols, 0 };
+    return run_and_write(w, b, &t, err);
 }
 
 /* FP8 E4M3 source rows to fp8_b128 without re-quantizing: the codes are
@@ -274,14 +325,17 @@ static int put_fp8_rows(deepc_dqf_writer *w, const src_reader *r, const planned 
 }
 
 static int convert_tensor(deepc_st *st, const deepc_st_tensor *src, const planned *pl, deepc_type type, const deepc_hparams *hp,
-                          deepc_dqf_writer *w, deepc_pool *pool, float *fbuf, void *qbuf, uint8_t *raw, deepc_err *err) {
+                          deepc_dqf_writer *w, const conv_bufs *b, deepc_err *err) {
+    float *fbuf = b->fbuf;
+    void *qbuf = b->qbuf;
+    uint8_t *raw = b->raw;
     uint64_t rows = pl->rows ? pl->rows : 1, cols = pl->cols;
     uint64_t dims[2] = { pl->rows, pl->cols };
     int rc = pl->rows ? deepc_dqf_tensor_begin(w, pl->name, type, 2, dims, pl->flags, pl->align)
                       : deepc_dqf_tensor_begin(w, pl->name, type, 1, dims + 1, pl->flags, pl->align);
     if (rc) return deepc_errf(err, rc, "%s", deepc_dqf_writer_error(w));
     src_reader r;
-    if ((rc = src_open(&r, st, src, raw, err))) goto done;
+    if ((rc = src_open(&r, st, src, err))) goto done;
     /* FP8 checkpoint -> fp8_b128: lossless copy (see put_fp8_rows) */
     bool fp8_copy = type == DEEPC_TYPE_FP8_B128 && r.scale;
     if (pl->kind == PLAN_COPY) {
@@ -293,9 +347,7 @@ static int convert_tensor(deepc_st *st, const deepc_st_tensor *src, const planne
                 if (!rc) rc = put_fp8_rows(w, &r, pl, raw, r0, nr, cols, qbuf, err);
                 continue;
             }
-            rc = src_rows(&r, r0, nr, cols, fbuf, err);
-            if (!rc) rc = check_finite(pl, fbuf, (size_t)(nr * cols), err);
-            if (!rc) rc = put_rows(w, pool, type, fbuf, nr, cols, qbuf, err);
+            rc = put_src_rows(w, b, &r, pl, type, r0, nr, cols, err);
         }
     } else {
         /* kv_b_proj rows per head: nope key rows, then v value rows, each kv_lora long */
@@ -309,9 +361,7 @@ static int convert_tensor(deepc_st *st, const deepc_st_tensor *src, const planne
                     if (!rc) rc = put_fp8_rows(w, &r, pl, raw, base + NOPE, V, R, qbuf, err);
                     continue;
                 }
-                rc = src_rows(&r, base + NOPE, V, R, fbuf, err);
-                if (!rc) rc = check_finite(pl, fbuf, (size_t)(V * R), err);
-                if (!rc) rc = put_rows(w, pool, type, fbuf, V, R, qbuf, err);
+                rc = put_src_rows(w, b, &r, pl, type, base + NOPE, V, R, err);
             } else if (fp8_copy && base % DEEPC_FP8_BLOCK == 0) {
                 /* transposed, each output row's 128-blocks come from 128
                  * source rows of one scale block (base is a multiple of 128),
@@ -333,11 +383,11 @@ static int convert_tensor(deepc_st *st, const deepc_st_tensor *src, const planne
                 if (!rc && deepc_dqf_tensor_write(w, qbuf, (size_t)(R * nb * sizeof *out)))
                     rc = deepc_errf(err, DEEPC_ERR_IO, "%s", deepc_dqf_writer_error(w));
             } else {
-                rc = src_rows(&r, base, NOPE, R, fbuf, err);
+                rc = src_rows(&r, base, NOPE, R, fbuf, raw, err);
                 if (!rc) rc = check_finite(pl, fbuf, (size_t)(NOPE * R), err);
                 for (uint64_t j = 0; !rc && j < R; j++)          /* (nope, R) -> (R, nope) */
                     for (uint64_t i = 0; i < NOPE; i++) tr[j * NOPE + i] = fbuf[i * R + j];
-                if (!rc) rc = put_rows(w, pool, type, tr, R, NOPE, qbuf, err);
+                if (!rc) rc = put_rows(w, b, type, tr, R, NOPE, err);
             }
         }
     }
@@ -358,10 +408,7 @@ static int convert(const char *dir, const char *out, const deepc_convert_params 
     deepc_tokdata td;
     memset(&td, 0, sizeof td);
     plan_list pl = { 0 };
-    float *fbuf = NULL;
-    void *qbuf = NULL;
-    uint8_t *raw = NULL;
-    deepc_pool *pool = NULL;
+    conv_bufs bufs = { 0 };
     deepc_hparams hp;
     quant_policy qp;
 
@@ -435,11 +482,14 @@ static int convert(const char *dir, const char *out, const deepc_convert_params 
     for (size_t i = 0; i < n_plan; i++) if (plan[i].cols > maxrow) maxrow = plan[i].cols;
     if (deepc_arch_is_mla(hp.arch)) headblk = 2ull * (hp.qk_nope > hp.v_head ? hp.qk_nope : hp.v_head) * hp.kv_lora_rank;
     size_t nf = (size_t)(CHUNK_FLOATS + maxrow > headblk ? CHUNK_FLOATS + maxrow : headblk);
-    fbuf = malloc(nf * sizeof(float));
-    qbuf = malloc(nf * sizeof(float));
-    raw = malloc(nf);
-    pool = deepc_pool_create(deepc_default_threads());
-    if (!fbuf || !qbuf || !raw || !pool) { rc = deepc_errf(err, DEEPC_ERR_NOMEM, "out of memory"); goto done; }
+    bufs.fbuf = malloc(nf * sizeof(float));
+    bufs.qbuf = malloc(nf * sizeof(float));
+    bufs.raw = malloc(nf);
+    bufs.pool = deepc_pool_create(deepc_default_threads());
+    bufs.nth = bufs.pool ? deepc_pool_size(bufs.pool) : 0;
+    bufs.trc = calloc((size_t)bufs.nth + 1, sizeof *bufs.trc);
+    bufs.terr = calloc((size_t)bufs.nth + 1, sizeof *bufs.terr);
+    if (!bufs.fbuf || !bufs.qbuf || !bufs.raw || !bufs.pool || !bufs.trc || !bufs.terr) { rc = deepc_errf(err, DEEPC_ERR_NOMEM, "out of memory"); goto done; }
     if (!(w = deepc_dqf_writer_create(out, err))) { rc = DEEPC_ERR_IO; goto done; }
     rc = deepc_hf_write_hparams(w, &hp);
     const char *qn = qp.label;
@@ -460,7 +510,7 @@ static int convert(const char *dir, const char *out, const deepc_convert_params 
         /* vectors and routers stay f32 (norms, biases, routing scores); matrices
          * take the policy's type, or q8_0 / f16 when their rows are not whole blocks */
         deepc_type ty = tensor_type(&qp, &plan[i]);
-        if ((rc = convert_tensor(st, t, &plan[i], ty, &hp, w, pool, fbuf, qbuf, raw, err))) goto done;
+        if ((rc = convert_tensor(st, t, &plan[i], ty, &hp, w, &bufs, err))) goto done;
         if (plan[i].kind != PLAN_V_B) done_b += t->nbytes;
         double now = deepc_now() - t0;
         if (now - last >= 0.5 || i + 1 == n_plan) {
@@ -478,8 +528,8 @@ static int convert(const char *dir, const char *out, const deepc_convert_params 
     if (!rc) progress(p, "wrote %s in %.1fs", out, deepc_now() - t0);
 done:
     deepc_dqf_writer_abort(w);
-    deepc_pool_destroy(pool);
-    free(fbuf); free(qbuf); free(raw);
+    deepc_pool_destroy(bufs.pool);
+    free(bufs.fbuf); free(bufs.qbuf); free(bufs.raw); free(bufs.trc); free(bufs.terr);
     deepc_plan_free(&pl);
     deepc_st_close(st);
     deepc_tokdata_clear(&td);
