@@ -135,4 +135,17 @@ deepc_axpy_rows_f16_kernel deepc_avx512_axpy_rows_f16_f32;
 #define DEEPC_OPS_AVX512_vnni .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx512vnni_gemm_q8_0 }, DEEPC_OPS_AVX512_FP16
 #endif
 
+#if defined(__aarch64__)
+/* arch/neon_ops.c. The NEON tables are built at start-up from the scalar one
+ * (arch/neon_kernels.c), so they set these fields there instead of through a
+ * DEEPC_OPS_* initializer. Each Q8_0 gemm equals its table's vec_dot bit for
+ * bit ("neon": baseline integer dots, "neon-dotprod": SDOT); both tables
+ * share the fp16 cache kernels. */
+deepc_gemm_kernel deepc_neon_gemm_q8_0, deepc_neon_dotprod_gemm_q8_0;
+deepc_dot_f16_kernel deepc_neon_dot_f16_f32;
+deepc_axpy_f16_kernel deepc_neon_axpy_f16_f32;
+deepc_dot_rows_f16_kernel deepc_neon_dot_rows_f16_f32;
+deepc_axpy_rows_f16_kernel deepc_neon_axpy_rows_f16_f32;
+#endif
+
 #endif
