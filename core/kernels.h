@@ -54,7 +54,7 @@ typedef struct deepc_kernels {
     deepc_quantize_fn quantize_act[DEEPC_TYPE_COUNT]; /* indexed by the target type; never NULL */
     /* arch/scalar_ops.c, arch/x86_*_ops.c. gemm[t] NULL: no batched kernel
      * for type t, call vec_dot per output. The fp16 cache kernels NULL (a
-     * backend without them, e.g. neon): use the scalar table's. */
+     * backend without them): use the scalar table's. */
     deepc_gemm_fn gemm[DEEPC_TYPE_COUNT];
     deepc_dot_f16_f32_fn dot_f16_f32;
     deepc_axpy_f16_f32_fn axpy_f16_f32;
