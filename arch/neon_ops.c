@@ -33,27 +33,7 @@
 #error "arch/neon_ops.c assumes a little-endian AArch64 target"
 #endif
 
-/* SDOT for single functions, exactly as in arch/neon_kernels.c (which says
- * why clang gets inline assembly). */
-#if defined(__ARM_FEATURE_DOTPROD)
-#define DOTPROD_FN
-#define SDOT_INTRINSIC 1
-#elif defined(__clang__)
-#define DOTPROD_FN __attribute__((target("dotprod")))
-#define SDOT_INTRINSIC 0
-#else
-#define DOTPROD_FN __attribute__((target("arch=armv8.2-a+dotprod")))
-#define SDOT_INTRINSIC 1
-#endif
-
-DOTPROD_FN static inline int32x4_t sdot_s32(int32x4_t acc, int8x16_t a, int8x16_t b) {
-#if SDOT_INTRINSIC
-    return vdotq_s32(acc, a, b);
-#else
-    __asm__("sdot %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
-    return acc;
-#endif
-}
+#include "neon_sdot.h"
 
 /* ---- Q8_0 gemm ---------------------------------------------------------- */
 
