@@ -37,7 +37,8 @@ int cmd_convert(int argc, char **argv) {
                    "                under 10%% of the weights (MoE models), else q4_k\n"
                    "    q2-experts  as q4 with routed experts q2_k (down_proj q3_k)\n"
                    "  Rows that are not whole blocks of the type (256 for q*_k, 128 for fp8) fall\n"
-                   "  back to q8_0, or f16 when not a multiple of 32.\n"
+                   "  back, when a multiple of 32, to q4_1 (5.0 bits/weight) from q4_k, q3_k and\n"
+                   "  q2_k and to q8_0 from fp8; otherwise to f16.\n"
                    "  --no-tokenizer keeps the weights only (for tokenizers deepc cannot reproduce).\n"
                    "  Architectures: Qwen2ForCausalLM, LlamaForCausalLM, DeepseekV2ForCausalLM,\n"
                    "  DeepseekV3ForCausalLM (BF16/F16/F32, and FP8 E4M3 with 128x128 block scales).\n");

@@ -48,6 +48,9 @@ const deepc_kernels *deepc_kernels_avx512vnni(void); /* arch/x86_avx512.c */
 #if defined(__aarch64__)
 const deepc_kernels *deepc_kernels_neon(void);         /* arch/neon_kernels.c */
 const deepc_kernels *deepc_kernels_neon_dotprod(void); /* arch/neon_kernels.c */
+/* arch/neon_q4_1.c: q4_1 x Q8_0, for the NEON tables */
+float deepc_neon_vec_dot_q4_1(size_t n, const void *w, const void *x);
+float deepc_neon_vec_dot_q4_1_dotprod(size_t n, const void *w, const void *x);
 #endif
 
 /* Scalar activation converters of arch/scalar.c, exported so SIMD tables can
@@ -64,6 +67,7 @@ void deepc_scalar_quantize_q4_k(const float *x, void *y, size_t n);
 void deepc_scalar_quantize_q3_k(const float *x, void *y, size_t n);
 void deepc_scalar_quantize_q2_k(const float *x, void *y, size_t n);
 void deepc_scalar_quantize_fp8_b128(const float *x, void *y, size_t n);
+void deepc_scalar_quantize_q4_1(const float *x, void *y, size_t n);
 
 /* Which activation type each weight type's vec_dot takes: a property of the
  * formats, the same in every backend table. */
@@ -78,6 +82,7 @@ void deepc_scalar_quantize_fp8_b128(const float *x, void *y, size_t n);
         [DEEPC_TYPE_Q2_K] = DEEPC_TYPE_Q8_K,                    \
         [DEEPC_TYPE_FP8_B128] = DEEPC_TYPE_F32,                 \
         [DEEPC_TYPE_Q8_K] = DEEPC_TYPE_Q8_K,                    \
+        [DEEPC_TYPE_Q4_1] = DEEPC_TYPE_Q8_0,                    \
     }
 
 /* ---- batched products and fp16 attention primitives ----------------------

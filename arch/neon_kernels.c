@@ -616,6 +616,7 @@ static void build_tables(void) {
     k.vec_dot[DEEPC_TYPE_Q2_K] = vec_dot_q2_k;
     k.vec_dot[DEEPC_TYPE_Q8_K] = vec_dot_q8_k;
     k.vec_dot[DEEPC_TYPE_FP8_B128] = vec_dot_fp8_b128;
+    k.vec_dot[DEEPC_TYPE_Q4_1] = deepc_neon_vec_dot_q4_1;
     k.quantize_act[DEEPC_TYPE_Q8_0] = quantize_q8_0;
     k.quantize_act[DEEPC_TYPE_Q8_K] = quantize_q8_k;
     /* The batched products must equal this table's vec_dot bit for bit
@@ -636,6 +637,7 @@ static void build_tables(void) {
     k.vec_dot[DEEPC_TYPE_Q3_K] = vec_dot_q3_k_dotprod;
     k.vec_dot[DEEPC_TYPE_Q2_K] = vec_dot_q2_k_dotprod;
     k.vec_dot[DEEPC_TYPE_Q8_K] = vec_dot_q8_k_dotprod;
+    k.vec_dot[DEEPC_TYPE_Q4_1] = deepc_neon_vec_dot_q4_1_dotprod;
     k.gemm[DEEPC_TYPE_Q8_0] = deepc_neon_dotprod_gemm_q8_0;
     neon_dotprod_kernels = k;
 }

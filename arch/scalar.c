@@ -64,6 +64,27 @@ static float vec_dot_q8_0(size_t n, const void *w, const void *x) {
     return sum;
 }
 
+/* Q4_1 weight x Q8_0 activation: per block the exact integer dot of the
+ * codes with the activation (|isum| <= 32 * 15 * 127) and the activation's
+ * own sum (|xsum| <= 32 * 127, for the offset term); the value is
+ * d_x * (d * isum - m * xsum), summed over blocks in order. Element l of a
+ * block is the low nibble of qs[l], element l + 16 the high one. */
+static float vec_dot_q4_1(size_t n, const void *w, const void *x) {
+    const deepc_block_q4_1 *a = w;
+    const deepc_block_q8_0 *b = x;
+    float sum = 0.0f;
+    for (size_t ib = 0; ib < n / DEEPC_QK4_1; ib++) {
+        int32_t isum = 0, xsum = 0;
+        for (int l = 0; l < DEEPC_QK4_1 / 2; l++) {
+            isum += (a[ib].qs[l] & 15) * (int32_t)b[ib].qs[l] + (a[ib].qs[l] >> 4) * (int32_t)b[ib].qs[l + 16];
+            xsum += (int32_t)b[ib].qs[l] + (int32_t)b[ib].qs[l + 16];
+        }
+        sum += deepc_fp16_to_fp32(b[ib].d) *
+               (deepc_fp16_to_fp32(a[ib].d) * (float)isum - deepc_fp16_to_fp32(a[ib].m) * (float)xsum);
+    }
+    return sum;
+}
+
 /* ---- k-quant weights x Q8_K activations -------------------------------- */
 
 /* Each super-block's integer sums are exact in int32 (bounds below); the
@@ -224,6 +245,10 @@ static void quantize_q8_k(const float *x, void *y, size_t n) {
     deepc_quantize_row(DEEPC_TYPE_Q8_K, x, y, n);
 }
 
+void deepc_scalar_quantize_q4_1(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_Q4_1, x, y, n);
+}
+
 static const deepc_kernels scalar_kernels = {
     .name = "scalar",
     .vec_dot = {
@@ -236,6 +261,7 @@ static const deepc_kernels scalar_kernels = {
         [DEEPC_TYPE_Q2_K] = vec_dot_q2_k,
         [DEEPC_TYPE_FP8_B128] = vec_dot_fp8_b128,
         [DEEPC_TYPE_Q8_K] = vec_dot_q8_k,
+        [DEEPC_TYPE_Q4_1] = vec_dot_q4_1,
     },
     DEEPC_ACT_TYPES,
     .quantize_act = {
@@ -248,6 +274,7 @@ static const deepc_kernels scalar_kernels = {
         [DEEPC_TYPE_Q2_K] = deepc_scalar_quantize_q2_k,
         [DEEPC_TYPE_FP8_B128] = deepc_scalar_quantize_fp8_b128,
         [DEEPC_TYPE_Q8_K] = quantize_q8_k,
+        [DEEPC_TYPE_Q4_1] = deepc_scalar_quantize_q4_1,
     },
     DEEPC_OPS_SCALAR,
 };

@@ -88,7 +88,8 @@ static void progress(const deepc_convert_params *p, const char *fmt, ...) {
 /* --type is one weight type for every matrix, or a recipe that picks a type
  * per tensor class (classified by name). Vectors and the MoE router stay
  * f32 either way, and a matrix whose rows are not whole blocks of its type
- * falls back to q8_0 (rows of 32) or f16 (see tensor_type). */
+ * falls back to q4_1 (a k-quant type, rows of 32), q8_0 (other types, rows
+ * of 32) or f16 (see tensor_type). */
 typedef enum {
     CLS_EMBED, CLS_ATTN, CLS_DENSE_MLP, CLS_SHARED, CLS_EXPERT, CLS_OUTPUT, CLS_OTHER, CLS_COUNT
 } tensor_class;
@@ -161,8 +162,14 @@ static deepc_type tensor_type(const quant_policy *qp, const planned *pl) {
     size_t nl = strlen(pl->name);
     if (c == CLS_EXPERT && nl >= 16 && !strcmp(pl->name + nl - 16, "down_proj.weight")) t = qp->expert_down;
     size_t blk = deepc_type_info((int)t)->block_elems;
-    if (pl->cols % blk) t = blk > DEEPC_QK8_0 && pl->cols % DEEPC_QK8_0 == 0 ? DEEPC_TYPE_Q8_0 : DEEPC_TYPE_F16;
-    return t;
+    if (pl->cols % blk == 0) return t;
+    /* A k-quant asked for 4 bits or fewer: q4_1 (5.0 bits/weight) keeps the
+     * file near the intended size where q8_0 (8.5) would not (V2-Lite's
+     * expert down_proj rows are 1408 = 5.5 x 256). fp8 keeps q8_0, the
+     * closer match to its 8 bits. */
+    bool kq = t == DEEPC_TYPE_Q4_K || t == DEEPC_TYPE_Q3_K || t == DEEPC_TYPE_Q2_K;
+    if (blk > DEEPC_QK8_0 && pl->cols % DEEPC_QK8_0 == 0) return kq ? DEEPC_TYPE_Q4_1 : DEEPC_TYPE_Q8_0;
+    return DEEPC_TYPE_F16;
 }
 
 /* ---- reading checkpoint rows as f32 ---------------------------------- */
@@ -508,7 +515,7 @@ static int convert(const char *dir, const char *out, const deepc_convert_params 
     for (size_t i = 0; i < n_plan; i++) {
         const deepc_st_tensor *t = deepc_st_find(st, plan[i].src);
         /* vectors and routers stay f32 (norms, biases, routing scores); matrices
-         * take the policy's type, or q8_0 / f16 when their rows are not whole blocks */
+         * take the policy's type, or q4_1 / q8_0 / f16 when their rows are not whole blocks */
         deepc_type ty = tensor_type(&qp, &plan[i]);
         if ((rc = convert_tensor(st, t, &plan[i], ty, &hp, w, &bufs, err))) goto done;
         if (plan[i].kind != PLAN_V_B) done_b += t->nbytes;

@@ -1,7 +1,7 @@
 /* quant.c - the scalar ground truth for every tensor type of the .dqf format:
  * the type traits table, fp16/bf16 <-> fp32 conversion, and row
  * quantize/dequantize for F32, F16, BF16 and Q8_0 (the k-quants and fp8 are
- * in quant_k.c).
+ * in quant_k.c, q4_1 in quant_q4_1.c).
  *
  * Everything here is portable C (no F16C or NEON conversions): SIMD backends in
  * arch/ may use hardware conversions, and they are tested against this file.
@@ -28,6 +28,7 @@ static const deepc_type_traits type_traits[DEEPC_TYPE_COUNT] = {
     [DEEPC_TYPE_Q2_K] = { "q2_k", DEEPC_QK_K,  sizeof(deepc_block_q2_k), true  },
     [DEEPC_TYPE_FP8_B128] = { "fp8_b128", DEEPC_QK_FP8, sizeof(deepc_block_fp8_b128), true },
     [DEEPC_TYPE_Q8_K] = { "q8_k", DEEPC_QK_K,  sizeof(deepc_block_q8_k), true  },
+    [DEEPC_TYPE_Q4_1] = { "q4_1", DEEPC_QK4_1, sizeof(deepc_block_q4_1), true  },
 };
 
 const deepc_type_traits *deepc_type_info(int t) {
@@ -217,6 +218,7 @@ void deepc_quantize_row_imp(deepc_type t, const float *src, void *dst, size_t n,
     case DEEPC_TYPE_Q2_K: deepc_quantize_row_q2_k(src, dst, n, imp); break;
     case DEEPC_TYPE_FP8_B128: deepc_quantize_row_fp8_b128(src, dst, n); break;
     case DEEPC_TYPE_Q8_K: deepc_quantize_row_q8_k(src, dst, n); break;
+    case DEEPC_TYPE_Q4_1: deepc_quantize_row_q4_1(src, dst, n, imp); break;
     default:
         break;
     }
@@ -256,6 +258,7 @@ void deepc_dequantize_row(deepc_type t, const void *src, float *dst, size_t n) {
     case DEEPC_TYPE_Q2_K: deepc_dequantize_row_q2_k(src, dst, n); break;
     case DEEPC_TYPE_FP8_B128: deepc_dequantize_row_fp8_b128(src, dst, n); break;
     case DEEPC_TYPE_Q8_K: deepc_dequantize_row_q8_k(src, dst, n); break;
+    case DEEPC_TYPE_Q4_1: deepc_dequantize_row_q4_1(src, dst, n); break;
     default:
         break;
     }

@@ -18,6 +18,7 @@ typedef enum {
     DEEPC_TYPE_Q2_K = 6,   /* 256: 16 x 16 2-bit, 4-bit scales and mins, 2.625 bits/weight */
     DEEPC_TYPE_FP8_B128 = 7, /* 128: fp32 scale + 128 x E4M3, 8.25 bits/weight */
     DEEPC_TYPE_Q8_K = 8,   /* 256: fp32 scale, 256 x int8, 16 int16 sums: k-quant activations */
+    DEEPC_TYPE_Q4_1 = 9,   /* 32: fp16 scale d, fp16 offset m, 32 x 4-bit; x = d*q - m, 5.0 bits/weight */
     DEEPC_TYPE_COUNT
 } deepc_type;
 
@@ -27,6 +28,20 @@ typedef struct {
     int8_t qs[DEEPC_QK8_0];
 } deepc_block_q8_0;
 _Static_assert(sizeof(deepc_block_q8_0) == 34, "q8_0 block must be 34 bytes");
+
+/* q4_1: the 4-bit type for rows that are not whole 256-element k-quant
+ * super-blocks (the converter's fallback, e.g. DeepSeek-V2-Lite's expert
+ * down_proj rows of 1408). x = d*q - m, q in [0, 15]; d >= 0, and m is
+ * signed (an all-positive block has m < 0, unlike q4_k's unsigned mins, so
+ * the 16 levels always span the block's own range). qs[l] holds element l in
+ * its low nibble and element l + 16 in its high nibble. Activations: q8_0. */
+#define DEEPC_QK4_1 32
+typedef struct {
+    uint16_t d;                 /* fp16 scale */
+    uint16_t m;                 /* fp16 offset, subtracted: x = d*q - m */
+    uint8_t qs[DEEPC_QK4_1 / 2];
+} deepc_block_q4_1;
+_Static_assert(sizeof(deepc_block_q4_1) == 20, "q4_1 block must be 20 bytes");
 
 /* ---- k-quants: 256-element super-blocks (layouts in FORMAT.md) --------- */
 
@@ -134,8 +149,8 @@ void deepc_dequantize_row(deepc_type t, const void *src, float *dst, size_t n);
 
 /* deepc_quantize_row with an importance vector: imp[i] >= 0 weighs the
  * squared error of element i (e.g. the mean square of the activation that
- * column i meets); NULL weighs each element by x[i]^2. Only q4_k, q3_k and
- * q2_k use it (they choose scales minimizing the weighted error); the other
+ * column i meets); NULL weighs each element by x[i]^2. Only q4_k, q3_k,
+ * q2_k and q4_1 use it (they choose scales minimizing the weighted error); the other
  * types ignore it. */
 void deepc_quantize_row_imp(deepc_type t, const float *src, void *dst, size_t n, const float *imp);
 
@@ -151,5 +166,9 @@ void deepc_dequantize_row_q3_k(const deepc_block_q3_k *x, float *y, size_t n);
 void deepc_dequantize_row_q2_k(const deepc_block_q2_k *x, float *y, size_t n);
 void deepc_dequantize_row_q8_k(const deepc_block_q8_k *x, float *y, size_t n);
 void deepc_dequantize_row_fp8_b128(const deepc_block_fp8_b128 *x, float *y, size_t n);
+
+/* ---- q4_1 rows (core/quant_q4_1.c; n a multiple of 32) ---------------- */
+void deepc_quantize_row_q4_1(const float *x, deepc_block_q4_1 *y, size_t n, const float *imp);
+void deepc_dequantize_row_q4_1(const deepc_block_q4_1 *x, float *y, size_t n);
 
 #endif

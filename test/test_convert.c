@@ -77,6 +77,43 @@ static void test_good_checkpoint_converts(void **state) {
     deepc_model_close(m);
 }
 
+/* Rows that are not whole 256-element k-quant blocks (tiny-qwen2: rows of
+ * 64 and 160, both multiples of 32) fall back to q4_1 under --type q4_k,
+ * q3_k and q2_k, and to q8_0 under fp8 (rows of 128) and q8_0 itself; the
+ * file verifies and `deepc info` lists the q4_1 tensors. */
+static void test_k_quant_rows_fall_back_to_q4_1(void **state) {
+    (void)state;
+    static const struct { const char *type, *fallback; } cases[] = {
+        { "q4_k", "q4_1" }, { "q3_k", "q4_1" }, { "q2_k", "q4_1" }, { "fp8", "q8_0" }, { "q8_0", "q8_0" },
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char out[600];
+        snprintf(out, sizeof out, "%s/fallback-%s.dqf", root, cases[c].type);
+        deepc_convert_params p = deepc_convert_default_params();
+        p.type = cases[c].type;
+        assert_int_equal(deepc_convert(good, out, &p), DEEPC_OK);
+        deepc_model *m;
+        assert_int_equal(deepc_model_open(out, &m), DEEPC_OK);
+        assert_int_equal(deepc_model_verify(m), DEEPC_OK);
+        size_t matrices = 0;
+        for (size_t i = 0; i < deepc_model_n_tensors(m); i++) {
+            deepc_tensor_info ti;
+            deepc_model_tensor(m, i, &ti);
+            if (!strcmp(ti.type, "f32")) continue; /* norms, biases */
+            matrices++;
+            if (strcmp(ti.type, cases[c].fallback)) fail_msg("--type %s: %s is %s, want %s", cases[c].type, ti.name, ti.type, cases[c].fallback);
+        }
+        assert_true(matrices >= 14); /* embedding + 2 layers x 7 */
+        deepc_model_close(m);
+        if (c == 0) {
+            const char *b = getenv("BUILD");
+            char cmd[800];
+            snprintf(cmd, sizeof cmd, "'%s/deepc' info '%s' | grep -q 'q4_1'", b ? b : "build", out);
+            assert_int_equal(system(cmd), 0);
+        }
+    }
+}
+
 static void test_unknown_architecture_is_refused(void **state) {
     (void)state;
     char d[400];
@@ -176,6 +213,7 @@ static void test_missing_tokenizer_is_refused(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_checkpoint_converts),
+        cmocka_unit_test(test_k_quant_rows_fall_back_to_q4_1),
         cmocka_unit_test(test_unknown_architecture_is_refused),
         cmocka_unit_test(test_missing_config_is_refused),
         cmocka_unit_test(test_malformed_config_is_refused),

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -845,6 +846,139 @@ static void test_table_is_complete(void **state) {
     }
 }
 
+/* ---- Q4_1 weights x Q8_0 activations ------------------------------------ */
+
+#define Q41_CHECK(cond, ...) do { if (!(cond)) fail_msg(__VA_ARGS__); } while (0)
+#define Q41_COUNT(c, ok) ((c)->checks += (ok) ? 1u : 0u)
+
+/* Block counts covering every remainder of the 8- and 4-block loops, then
+ * real row lengths (1408 = V2-Lite's expert down_proj, 11008). */
+static const size_t q41_nbs[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 15, 16, 17, 20, 31, 44, 128, 344 };
+#define Q41_MAX_NB 344
+static deepc_block_q4_1 q41w[Q41_MAX_NB];
+static deepc_block_q8_0 q41x[Q41_MAX_NB];
+
+/* Raw blocks: any codes, activations in [-xlim, xlim] (the quantizer's
+ * range is +-127), every scale `d`, every offset `m`. */
+static void q41_fill_raw(size_t nb, int xlim, uint16_t d, uint16_t m) {
+    for (size_t b = 0; b < nb; b++) {
+        q41w[b].d = d;
+        q41w[b].m = m;
+        q41x[b].d = d;
+        for (int l = 0; l < DEEPC_QK4_1 / 2; l++) q41w[b].qs[l] = (uint8_t)rng_int(0, 255);
+        for (int l = 0; l < DEEPC_QK4_1; l++) q41x[b].qs[l] = (int8_t)rng_int(-xlim, xlim);
+    }
+}
+
+/* The block's integer value isum - xsum (d = m = 1), computed here from the
+ * layout, independently of the kernels. */
+static int64_t q41_int_block(size_t b) {
+    int64_t s = 0;
+    for (int i = 0; i < DEEPC_QK4_1; i++) {
+        int q = i < 16 ? q41w[b].qs[i] & 15 : q41w[b].qs[i - 16] >> 4;
+        s += (int64_t)(q - 1) * q41x[b].qs[i];
+    }
+    return s;
+}
+
+/* Exact integer parts: every scale and offset 1 (0x3c00), one block's
+ * activation scale 1 and the others 0, so the result is that block's
+ * isum - xsum exactly; the extremes (code 15 with 127, code 0 with -127)
+ * once per row. Then whole rows with every scale 1 and |x| <= 63:
+ * sum |.| <= 344 * 32 * 16 * 63 < 2^24, so any summation order is exact. */
+static void q41_check_exact(isa_case *c, const deepc_kernels *k) {
+    const deepc_kernels *ref = deepc_kernels_scalar();
+    for (size_t li = 0; li < sizeof q41_nbs / sizeof q41_nbs[0]; li++) {
+        size_t nb = q41_nbs[li], n = nb * DEEPC_QK4_1;
+        q41_fill_raw(nb, 127, 0x3c00, 0x3c00);
+        memset(q41w[0].qs, 0xff, sizeof q41w[0].qs);
+        memset(q41x[0].qs, 127, sizeof q41x[0].qs);
+        memset(q41w[nb - 1].qs, 0x00, sizeof q41w[0].qs);
+        memset(q41x[nb - 1].qs, 0x81, sizeof q41x[0].qs);
+        for (size_t b = 0; b < nb; b++) q41x[b].d = 0;
+        for (size_t b = 0; b < nb; b++) {
+            q41x[b].d = 0x3c00;
+            float want = (float)q41_int_block(b);
+            float got = k->vec_dot[DEEPC_TYPE_Q4_1](n, q41w, q41x);
+            float scal = ref->vec_dot[DEEPC_TYPE_Q4_1](n, q41w, q41x);
+            q41x[b].d = 0;
+            Q41_CHECK(got == want && scal == want, "%s q4_1 nb=%zu block %zu: integer %.0f, simd %.9g, scalar %.9g",
+                      c->name, nb, b, want, got, scal);
+            Q41_COUNT(c, got == want && scal == want);
+        }
+        q41_fill_raw(nb, 63, 0x3c00, 0x3c00);
+        int64_t want = 0;
+        for (size_t b = 0; b < nb; b++) want += q41_int_block(b);
+        float got = k->vec_dot[DEEPC_TYPE_Q4_1](n, q41w, q41x);
+        float scal = ref->vec_dot[DEEPC_TYPE_Q4_1](n, q41w, q41x);
+        Q41_CHECK(got == (float)want && scal == (float)want, "%s q4_1 unit-scale row nb=%zu: %lld, simd %.9g, scalar %.9g",
+                  c->name, nb, (long long)want, got, scal);
+        Q41_COUNT(c, got == (float)want && scal == (float)want);
+    }
+}
+
+/* Real scales: rows quantized from Gaussian-like data (weights, with a
+ * shifted mean every other row so m takes both signs) and raw blocks with
+ * random fp16 scales. The float part may differ from scalar only by
+ * summation order: each block's term is |d_x| (|d isum| + |m xsum|) at most,
+ * and reordering nb such terms moves the sum by at most ~nb ulps of their
+ * absolute sum; the bound allows 4 (nb + 8) eps of it. */
+static void q41_check_matches_scalar(isa_case *c, const deepc_kernels *k) {
+    const deepc_kernels *ref = deepc_kernels_scalar();
+    static float wf[Q41_MAX_NB * DEEPC_QK4_1], xf[Q41_MAX_NB * DEEPC_QK4_1];
+    for (int kind = 0; kind < 3; kind++) {
+        for (size_t li = 0; li < sizeof q41_nbs / sizeof q41_nbs[0]; li++) {
+            size_t nb = q41_nbs[li], n = nb * DEEPC_QK4_1;
+            if (kind < 2) {
+                float shift = kind == 1 ? 0.75f : 0.0f;
+                for (size_t i = 0; i < n; i++) {
+                    wf[i] = (rng_unit() - 1.5f) * 0.2f + shift * (float)((i / 64) % 2 ? 1 : -1) * 0.1f;
+                    xf[i] = (rng_unit() - 1.5f) * (float)(1 + (i % 7));
+                }
+                deepc_quantize_row(DEEPC_TYPE_Q4_1, wf, q41w, n);
+                deepc_quantize_row(DEEPC_TYPE_Q8_0, xf, q41x, n);
+            } else {
+                q41_fill_raw(nb, 127, 0, 0);
+                for (size_t b = 0; b < nb; b++) {
+                    q41w[b].d = deepc_fp32_to_fp16(ldexpf(rng_unit(), rng_int(-12, 2)));
+                    q41w[b].m = deepc_fp32_to_fp16((rng_next() & 1 ? -1.0f : 1.0f) * ldexpf(rng_unit(), rng_int(-12, 2)));
+                    q41x[b].d = deepc_fp32_to_fp16(ldexpf(rng_unit(), rng_int(-10, 0)));
+                }
+            }
+            double abs_terms = 0.0;
+            for (size_t b = 0; b < nb; b++) {
+                int64_t is = 0, xs = 0;
+                for (int i = 0; i < DEEPC_QK4_1; i++) {
+                    int q = i < 16 ? q41w[b].qs[i] & 15 : q41w[b].qs[i - 16] >> 4;
+                    is += (int64_t)q * q41x[b].qs[i];
+                    xs += q41x[b].qs[i];
+                }
+                abs_terms += fabs((double)deepc_fp16_to_fp32(q41x[b].d)) *
+                             (fabs((double)deepc_fp16_to_fp32(q41w[b].d) * (double)is) +
+                              fabs((double)deepc_fp16_to_fp32(q41w[b].m) * (double)xs));
+            }
+            float want = ref->vec_dot[DEEPC_TYPE_Q4_1](n, q41w, q41x);
+            float got = k->vec_dot[DEEPC_TYPE_Q4_1](n, q41w, q41x);
+            double diff = fabs((double)got - (double)want), tol = 4.0 * (double)(nb + 8) * FLT_EPSILON * abs_terms;
+            bool ok = diff <= tol;
+            Q41_CHECK(ok, "%s q4_1 kind %d nb=%zu: simd %.9g scalar %.9g (diff %.3g > tol %.3g)", c->name, kind, nb, got,
+                      want, diff, tol);
+            note_error(c, diff, tol);
+            Q41_COUNT(c, ok);
+        }
+    }
+}
+
+static void test_q4_1_integer_parts_are_exact(void **state) {
+    isa_case *c = *state;
+    q41_check_exact(c, table_or_skip(c));
+}
+
+static void test_q4_1_vec_dot_matches_scalar(void **state) {
+    isa_case *c = *state;
+    q41_check_matches_scalar(c, table_or_skip(c));
+}
+
 /* ---- selection ---------------------------------------------------------- */
 
 /* The environment is the user's; tests that change DEEPC_ISA put it back. */
@@ -918,7 +1052,8 @@ static void test_selection_follows_cpu_features(void **state) {
     KT(i, isa, test_non_finite_values_propagate), KT(i, isa, test_length_zero_gives_zero), \
     KT(i, isa, test_k_block_integer_dots_are_exact), KT(i, isa, test_k_unit_scale_rows_are_exact), \
     KT(i, isa, test_k_vec_dot_matches_scalar), KT(i, isa, test_fp8_vec_dot_matches_scalar), \
-    KT(i, isa, test_fp8_non_finite_values_propagate), KT(i, isa, test_q8_k_quantize_act_is_bit_identical)
+    KT(i, isa, test_fp8_non_finite_values_propagate), KT(i, isa, test_q8_k_quantize_act_is_bit_identical), \
+    KT(i, isa, test_q4_1_integer_parts_are_exact), KT(i, isa, test_q4_1_vec_dot_matches_scalar)
 
 int main(void) {
     _Static_assert(N_ISAS == 3, "add the new backend's PER_ISA line below");

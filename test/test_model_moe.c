@@ -363,6 +363,66 @@ static void test_wide_deepseek3_low_bit_types(void **state) {
     ref_moe_free(ref);
 }
 
+/* q4_1, the converter's fallback for k-quants on rows that are not whole
+ * 256-element super-blocks, end to end on tiny-deepseek2 (hidden 64, expert
+ * width 32: no matrix row is a multiple of 256, so --type q4_k and the q4
+ * recipe store every quantized matrix that would be q4_k as q4_1 - V2-Lite's
+ * situation for its 1408-wide expert down_proj). The types must be where
+ * promised, and the logits vs the fp32 reference within bounds set like
+ * test_wide_deepseek3_low_bit_types': 1.3x the measured position-0 error,
+ * 1.35x the sequence's. Measured rms/std at position 0 / over the sequence:
+ * q8_0 0.043 / 0.051 (the contrast: no q4_1), q4_k (74 q4_1 tensors)
+ * 0.201 / 0.326, q4 (63, embedding and head q8_0) 0.141 / 0.271 - the same
+ * order as q4_k on the widened V3 (0.27 / 0.59), as a 4-bit type should
+ * be. A broken q4_1 layout or kernel gives >= 1 at position 0. */
+static void test_q4_1_fallback_matches_reference(void **state) {
+    (void)state;
+    static const char *const types[] = { "q8_0", "q4_k", "q4" };
+    static const double p0_measured[] = { 0.043, 0.201, 0.141 }, seq_measured[] = { 0.051, 0.326, 0.271 };
+    hfgen_moe_spec spec;
+    char dir[512];
+    make_ckpt("tiny-deepseek2", &spec, dir, sizeof dir);
+    assert_true(spec.hidden % 256 != 0 && spec.moe_intermediate_size % 256 != 0);
+    int32_t ids[N_TOK];
+    int rids[N_TOK];
+    prompt(hfgen_moe_tokenizer_size(&spec), ids, rids);
+    ref_moe *ref = ref_moe_from_spec(&spec);
+    assert_non_null(ref);
+    size_t n = (size_t)N_TOK * spec.vocab;
+    float *want = malloc(n * sizeof *want);
+    assert_int_equal(ref_moe_forward(ref, rids, N_TOK, want), 0);
+    for (size_t c = 0; c < sizeof types / sizeof types[0]; c++) {
+        deepc_model *m = convert_open(dir, types[c]);
+        size_t n_q41 = 0, n_expert_down = 0;
+        for (size_t i = 0; i < deepc_model_n_tensors(m); i++) {
+            deepc_tensor_info ti;
+            deepc_model_tensor(m, i, &ti);
+            bool q41 = !strcmp(ti.type, "q4_1");
+            n_q41 += q41;
+            if (strstr(ti.name, ".mlp.experts.") && strstr(ti.name, "down_proj")) {
+                n_expert_down++;
+                /* q8_0 keeps q8_0; the k-quant requests fall back to q4_1 */
+                if (q41 != (c > 0)) fail_msg("%s: %s is %s", types[c], ti.name, ti.type);
+            }
+        }
+        assert_true(n_expert_down > 0);
+        if (c == 0) assert_int_equal(n_q41, 0);
+        float *got = run_engine(m, ids, 1, 16, false, false);
+        float *tok = run_engine(m, ids, 2, 16, true, false);
+        double rb = tu_rel_rms(got, want, n), rt = tu_rel_rms(tok, want, n);
+        double p0 = pos_rel_rms(got, want, 0, spec.vocab, want, n);
+        printf("  tiny-deepseek2 %-5s (%zu q4_1 tensors) vs fp32 reference: rms/std %.4f / %.4f; position 0 rms/std %.4f\n",
+               types[c], n_q41, rb, rt, p0);
+        assert_true(p0 <= 1.3 * p0_measured[c]);
+        assert_true(rb <= 1.35 * seq_measured[c] && rt <= 1.35 * seq_measured[c]);
+        free(got);
+        free(tok);
+        deepc_model_close(m);
+    }
+    free(want);
+    ref_moe_free(ref);
+}
+
 /* experts are page-aligned records: gate, up, down back to back */
 static void test_experts_are_page_aligned_records(void **state) {
     (void)state;
@@ -558,6 +618,7 @@ int main(void) {
         cmocka_unit_test(test_inconsistent_moe_config_is_refused),
         cmocka_unit_test(test_fp8_checkpoint_is_stored_losslessly),
         cmocka_unit_test(test_wide_deepseek3_low_bit_types),
+        cmocka_unit_test(test_q4_1_fallback_matches_reference),
         cmocka_unit_test(test_owned_and_mapped_weights_give_identical_logits_moe),
     };
     return cmocka_run_group_tests_name("model_moe", tests, setup, teardown);
