@@ -1,6 +1,7 @@
-/* x86_avx2_ops.c - AVX2 (+ FMA, F16C) kernels beyond vec_dot: the Q8_0
- * batched product and the fp16 KV-cache primitives. Compiled with the AVX2
- * flags only; the "avx512" table (no VNNI) uses this gemm too.
+/* x86_avx2_ops.c - AVX2 (+ FMA, F16C) kernels beyond vec_dot: the batched
+ * products (gemm) of Q8_0 and of the k-quants, and the fp16 KV-cache
+ * primitives. Compiled with the AVX2 flags only; the "avx512" table (no
+ * VNNI) uses the Q8_0 gemm too.
  *
  * Q8_0 gemm: as in x86_avx512_ops.c, weight blocks are transposed in
  * registers, 8 at a time, so that lane k of register j holds dword j of block

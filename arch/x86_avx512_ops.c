@@ -1,8 +1,9 @@
-/* x86_avx512_ops.c - AVX-512 kernels beyond vec_dot: the Q8_0 batched
- * product for "avx512vnni" and the fp16 KV-cache primitives of both AVX-512
- * tables. Compiled with the AVX-512 flags of the Makefile (VNNI included);
- * only deepc_avx512vnni_gemm_q8_0 uses VNNI, the "avx512" table takes the
- * AVX2 gemm instead (arch/cpu.h).
+/* x86_avx512_ops.c - AVX-512 kernels beyond vec_dot: the batched products
+ * (gemm) of Q8_0 for "avx512vnni" and of the k-quants for both AVX-512
+ * tables, and the fp16 KV-cache primitives of both. Compiled with the
+ * AVX-512 flags of the Makefile (VNNI included); only the *vnni* gemms use
+ * VNNI: the "avx512" table takes the AVX2 Q8_0 gemm (arch/cpu.h) and k-quant
+ * gemms kept free of it (see the k-quant section).
  *
  * Q8_0 gemm. vec_dot (x86_avx512.c) spends most of its instructions folding
  * each block's 8 partial lane sums into one total. Here the weight blocks are
@@ -20,7 +21,8 @@
  * way; the float work is the same per output: blocks in groups of 8, each
  * group's totals converted, times the fp32 products d_w * d_x, fused into one
  * 8-lane accumulator in group order; the last nb % 8 blocks as 8 lane sums
- * each into a second accumulator; one hsum of their sum. */
+ * each into a second accumulator (two tokens per register, see
+ * finish_row); one hsum of their sum. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -190,23 +192,56 @@ static void row_chunk2(const deepc_block_q8_0 *wa, const deepc_block_q8_0 *wb, s
     }
 }
 
-/* vec_dot's tail: blocks [ib0, nb) as 8 lane sums each (sign trick, as in
- * x86_avx512.c), plus the main accumulator, summed horizontally. */
-static float finish(const deepc_block_q8_0 *a, const deepc_block_q8_0 *b, size_t ib0, size_t nb, __m256 s0) {
-    __m256 s1 = _mm256_setzero_ps();
-    for (size_t ib = ib0; ib < nb; ib++) {
-        __m256i qa = _mm256_loadu_si256((const __m256i *)a[ib].qs);
-        __m256i qb = _mm256_loadu_si256((const __m256i *)b[ib].qs);
-        __m256i l = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(qa, qa), _mm256_sign_epi8(qb, qa));
-        __m256 d = _mm256_set1_ps(_cvtsh_ss(a[ib].d) * _cvtsh_ss(b[ib].d));
-        s1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(l), d, s1);
+/* vec_dot's tail, the last nb % 8 blocks: each block's 8 lane sums (dots of
+ * 4-byte groups) converted, times d_w * d_x, fused into a second 8-lane
+ * accumulator s1, block by block; the result is hsum(s0 + s1). Done for two
+ * tokens at once, one per 256-bit half: the weights go in biased, w + 128
+ * (u8), so vpdpbusd needs no sign trick (vpsignb has no 512-bit form), and
+ * each pair of tokens carries -128 * (its 4-byte sums of x) to start from:
+ * the lanes are exactly vec_dot's. */
+typedef struct {
+    __m512i x[7];   /* tail block k of tokens 2p (low half) and 2p + 1 (high) */
+    __m512i nx[7];  /* -128 * the 4-byte sums of those */
+    __m512 dx[7];   /* their scales, 8 lanes each */
+} tailpair;
+
+static void pack_tail(const deepc_block_q8_0 *b0, const deepc_block_q8_0 *b1, size_t nt, tailpair *tp) {
+    const __m512i k128 = _mm512_set1_epi8((char)0x80);
+    for (size_t k = 0; k < nt; k++) {
+        __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b0[k].qs)),
+                                       _mm256_loadu_si256((const __m256i *)b1[k].qs), 1);
+        tp->x[k] = v;
+        tp->nx[k] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, v));
+        tp->dx[k] = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(b0[k].d)), _mm256_set1_ps(_cvtsh_ss(b1[k].d)), 1);
     }
-    return hsum256_ps(_mm256_add_ps(s0, s1));
+}
+
+/* Outputs of row a (tail blocks a[0..nt)) for the tile's tokens: hsum of the
+ * main accumulator acc[t] and the tail's. */
+static void finish_row(const deepc_block_q8_0 *a, size_t nt, const tailpair *tp, int tn, const __m256 *acc, float *y,
+                       size_t y_stride) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512i wq[7];
+    __m512 dw[7];
+    for (size_t k = 0; k < nt; k++) {
+        wq[k] = _mm512_xor_si512(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)a[k].qs)), flip);
+        dw[k] = _mm512_set1_ps(_cvtsh_ss(a[k].d));
+    }
+    for (int t = 0; t < tn; t += 2) {
+        const tailpair *p = &tp[t / 2];
+        __m512 s1 = _mm512_setzero_ps();
+        for (size_t k = 0; k < nt; k++) {
+            __m512i l = _mm512_dpbusd_epi32(p->nx[k], wq[k], p->x[k]);
+            s1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(l), _mm512_mul_ps(dw[k], p->dx[k]), s1);
+        }
+        y[(size_t)t * y_stride] = hsum256_ps(_mm256_add_ps(acc[t], _mm512_castps512_ps256(s1)));
+        if (t + 1 < tn) y[(size_t)(t + 1) * y_stride] = hsum256_ps(_mm256_add_ps(acc[t + 1], _mm512_extractf32x8_ps(s1, 1)));
+    }
 }
 
 void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
                                 size_t x_stride, float *y, size_t y_stride) {
-    size_t nb = n / DEEPC_QK8_0, ng = nb / 8;
+    size_t nb = n / DEEPC_QK8_0, ng = nb / 8, nt = nb - ng * 8;
     const unsigned char *wb = w, *xb = x;
     size_t row_bytes = nb * sizeof(deepc_block_q8_0);
     int rb = row_bytes ? (int)(GEMM_RB_BYTES / row_bytes) : GEMM_RB_MAX;
@@ -214,7 +249,12 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
     if (rb > GEMM_RB_MAX) rb = GEMM_RB_MAX;
     /* equal token tiles: 17 tokens go as 9 + 8, not 16 + 1 */
     int tiles = (ntok + GEMM_RN - 1) / GEMM_RN, tile = tiles ? (ntok + tiles - 1) / tiles : 1;
-    xtile xt[GEMM_RN];
+    /* the tail's packed tokens take the tile's place once its chunks are done */
+    union {
+        xtile xt[GEMM_RN];
+        tailpair tp[GEMM_RN / 2];
+    } u;
+    _Static_assert(sizeof(tailpair) * (GEMM_RN / 2) <= sizeof(xtile) * GEMM_RN, "tail fits the tile");
     __m256 acc[GEMM_RB_MAX][GEMM_RN];
     for (int r0 = 0; r0 < nrows; r0 += rb) {
         int rn = nrows - r0 < rb ? nrows - r0 : rb;
@@ -225,19 +265,22 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
             for (size_t g0 = 0; g0 < ng; g0 += GEMM_KC) {
                 size_t gn = ng - g0 < GEMM_KC ? ng - g0 : GEMM_KC;
                 for (int t = 0; t < tn; t++)
-                    pack_tile((const deepc_block_q8_0 *)(xb + (size_t)(t0 + t) * x_stride), g0, gn, &xt[t]);
+                    pack_tile((const deepc_block_q8_0 *)(xb + (size_t)(t0 + t) * x_stride), g0, gn, &u.xt[t]);
                 int r = 0;
                 for (; r + 2 <= rn; r += 2)
                     row_chunk2((const deepc_block_q8_0 *)(wb + (size_t)(r0 + r) * w_stride),
-                               (const deepc_block_q8_0 *)(wb + (size_t)(r0 + r + 1) * w_stride), g0, gn, xt, tn,
+                               (const deepc_block_q8_0 *)(wb + (size_t)(r0 + r + 1) * w_stride), g0, gn, u.xt, tn,
                                acc[r], acc[r + 1]);
-                if (r < rn) row_chunk((const deepc_block_q8_0 *)(wb + (size_t)(r0 + r) * w_stride), g0, gn, xt, tn, acc[r]);
+                if (r < rn) row_chunk((const deepc_block_q8_0 *)(wb + (size_t)(r0 + r) * w_stride), g0, gn, u.xt, tn, acc[r]);
             }
+            /* an odd last token is packed twice; its high half is dropped */
+            for (int t = 0; t < tn && nt; t += 2)
+                pack_tail((const deepc_block_q8_0 *)(xb + (size_t)(t0 + t) * x_stride) + ng * 8,
+                          (const deepc_block_q8_0 *)(xb + (size_t)(t0 + (t + 1 < tn ? t + 1 : t)) * x_stride) + ng * 8, nt,
+                          &u.tp[t / 2]);
             for (int r = 0; r < rn; r++)
-                for (int t = 0; t < tn; t++)
-                    y[(size_t)(t0 + t) * y_stride + (size_t)(r0 + r)] =
-                        finish((const deepc_block_q8_0 *)(wb + (size_t)(r0 + r) * w_stride),
-                               (const deepc_block_q8_0 *)(xb + (size_t)(t0 + t) * x_stride), ng * 8, nb, acc[r][t]);
+                finish_row((const deepc_block_q8_0 *)(wb + (size_t)(r0 + r) * w_stride) + ng * 8, nt, u.tp, tn, acc[r],
+                           y + (size_t)t0 * y_stride + (size_t)(r0 + r), y_stride);
         }
     }
 }
@@ -253,15 +296,24 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
  * (madd of the activation's bsums with the mins) into an 8-lane one with
  * dmin_w * d_x; at the end one _mm512_reduce_add_ps (minus the 8-lane hsum).
  * What changes is how often the weights are unpacked: a super-block's codes
- * and scale vectors for KQ_R rows are built once and kept in registers (the
- * scale vectors on the stack, an operand of vpdpwssd / vpmaddwd) while every
- * token of the tile passes over them; each activation chunk is read once per
- * KQ_R rows, as vpmaddubsw's memory operand. The accumulators of the KQ_R x
- * tile outputs live on the stack between super-blocks.
+ * for KQ_R rows are built once and kept in registers (the scale vectors on
+ * the stack, memory operands of vpdpwssd / vpmaddwd) while every token of
+ * the tile passes over them; each activation chunk is loaded once per KQ_R
+ * rows. The accumulators of the KQ_R x tile outputs live on the stack
+ * between super-blocks (token-major: row-major put rows 4 KiB apart, and the
+ * loads aliased the stores of the row before: 30% of the time).
  *
- * vnni selects the integer path as in x86_avx512.c: vpdpwssd with VNNI,
- * vpmaddwd + vpaddd (through opaque512, so no compiler fuses them) without,
- * which keeps the "avx512" table free of VNNI instructions. */
+ * The ceiling of this layout: vec_dot keeps 16 + 8 fp32 lanes per output, so
+ * every output and super-block costs one 16-lane FMA and the min terms on
+ * top of the six integer multiplies below; on Zen 4 these share one 512-bit
+ * multiply pipe (measured: ~8 of its cycles per 256 products, ~32 per cycle
+ * at best; the kernel reaches ~22 with the unpacking). A gemm with fewer
+ * float operations per output would need a vec_dot with fewer float lanes.
+ *
+ * vnni selects the integer path: the packed vpdpbusd / vpdpwssd scheme below
+ * with VNNI; without it vec_dot's own vpmaddubsw, then vpmaddwd + vpaddd
+ * (through opaque512, so no compiler fuses them into vpdpwssd), which keeps
+ * the "avx512" table free of VNNI instructions. */
 
 #define KQ_RN 64 /* tokens per tile: the accumulators take KQ_R * KQ_RN * 96 bytes */
 #define KQ_R 4   /* rows per register block */
@@ -469,6 +521,34 @@ KQ_INLINE void kq_tokens(deepc_type t, bool vnni, int R, const __m512i Q[][4], c
     }
 }
 
+/* Four outputs' final sums at once, each by the tree vec_dot's reductions
+ * use: _mm512_reduce_add_ps (as gcc 12 and clang 14 both implement it:
+ * halves of 256 bits added, then of 128, then lanes 0 + 2 and 1 + 3, then
+ * those two; which operand comes first is immaterial) and hsum256_ps (the
+ * same from 128 bits down). A compiler with another tree would fail the
+ * parity tests (test/test_ops.c). */
+KQ_INLINE __m128 kq_tree4(__m512 c) {
+    __m512 d = _mm512_add_ps(c, _mm512_permute_ps(c, _MM_SHUFFLE(1, 0, 3, 2)));
+    __m512 e = _mm512_add_ps(d, _mm512_permute_ps(d, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), e));
+}
+
+KQ_INLINE __m128 kq_reduce4(const __m512 a[4]) {
+    __m512 b01 = _mm512_add_ps(_mm512_shuffle_f32x4(a[0], a[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm512_shuffle_f32x4(a[0], a[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    __m512 b23 = _mm512_add_ps(_mm512_shuffle_f32x4(a[2], a[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm512_shuffle_f32x4(a[2], a[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    return kq_tree4(_mm512_add_ps(_mm512_shuffle_f32x4(b01, b23, _MM_SHUFFLE(2, 0, 2, 0)),
+                                  _mm512_shuffle_f32x4(b01, b23, _MM_SHUFFLE(3, 1, 3, 1))));
+}
+
+KQ_INLINE __m128 kq_hsum4(const __m256 m[4]) {
+    __m512 m01 = _mm512_insertf32x8(_mm512_castps256_ps512(m[0]), m[1], 1);
+    __m512 m23 = _mm512_insertf32x8(_mm512_castps256_ps512(m[2]), m[3], 1);
+    return kq_tree4(_mm512_add_ps(_mm512_shuffle_f32x4(m01, m23, _MM_SHUFFLE(2, 0, 2, 0)),
+                                  _mm512_shuffle_f32x4(m01, m23, _MM_SHUFFLE(3, 1, 3, 1))));
+}
+
 /* R rows from row w against the tile's tn tokens, all super-blocks. */
 KQ_INLINE void kq_rows(deepc_type t, bool vnni, int R, size_t nb, const unsigned char *w, size_t w_stride,
                        size_t wblk, const unsigned char *x, size_t x_stride, int tn, float *y, size_t y_stride,
@@ -487,6 +567,14 @@ KQ_INLINE void kq_rows(deepc_type t, bool vnni, int R, size_t nb, const unsigned
             if (vnni) kq_vnni_prep(Q[r], &W[r]);
         }
         kq_tokens(t, vnni, R, (const __m512i(*)[4])Q, W, x, x_stride, ib, tn, acc, accm);
+    }
+    if (R == 4) {
+        for (int j = 0; j < tn; j++) {
+            __m128 v = kq_reduce4(&acc[j * KQ_R]);
+            if (t != DEEPC_TYPE_Q3_K) v = _mm_sub_ps(v, kq_hsum4(&accm[j * KQ_R]));
+            _mm_storeu_ps(y + (size_t)j * y_stride, v);
+        }
+        return;
     }
     for (int r = 0; r < R; r++)
         for (int j = 0; j < tn; j++) {

@@ -11,7 +11,10 @@
  *   thread count. vec_dot itself is held to the scalar one by test_kernels.c.
  *   Shapes cover every code path: tails of 1..7 blocks after the 8-block
  *   groups, a lone group after the 16-block pairs, several k-chunks, several
- *   row blocks and token tiles with remainders, padded strides.
+ *   row blocks and token tiles with remainders, padded strides; for the
+ *   k-quant kernels (q4_k, q3_k, q2_k), row counts around their register
+ *   block of 4, 1 .. 129 tokens (up to three tiles of 64), 1 .. 35
+ *   super-blocks, and raw bytes as well as quantizer output.
  * - axpy_f16_f32: bit-identical to scalar (multiply, then add: two roundings
  *   in every backend).
  * - the row forms (dot_rows_f16_f32, axpy_rows_f16_f32): bit-identical to the
