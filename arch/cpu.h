@@ -102,6 +102,7 @@ typedef void deepc_axpy_rows_f16_kernel(size_t n, size_t m, const float *alpha, 
 /* arch/scalar_ops.c: gemm is vec_dot per output (the definition the SIMD
  * ones are held to); the cache kernels are plain loops */
 deepc_gemm_kernel deepc_scalar_gemm_f32, deepc_scalar_gemm_f16, deepc_scalar_gemm_bf16, deepc_scalar_gemm_q8_0;
+deepc_gemm_kernel deepc_scalar_gemm_q4_k, deepc_scalar_gemm_q3_k, deepc_scalar_gemm_q2_k;
 deepc_dot_f16_kernel deepc_scalar_dot_f16_f32;
 deepc_axpy_f16_kernel deepc_scalar_axpy_f16_f32;
 deepc_dot_rows_f16_kernel deepc_scalar_dot_rows_f16_f32;
@@ -109,7 +110,9 @@ deepc_axpy_rows_f16_kernel deepc_scalar_axpy_rows_f16_f32;
 
 #define DEEPC_OPS_SCALAR                                                                            \
     .gemm = { [DEEPC_TYPE_F32] = deepc_scalar_gemm_f32, [DEEPC_TYPE_F16] = deepc_scalar_gemm_f16,  \
-              [DEEPC_TYPE_BF16] = deepc_scalar_gemm_bf16, [DEEPC_TYPE_Q8_0] = deepc_scalar_gemm_q8_0 }, \
+              [DEEPC_TYPE_BF16] = deepc_scalar_gemm_bf16, [DEEPC_TYPE_Q8_0] = deepc_scalar_gemm_q8_0, \
+              [DEEPC_TYPE_Q4_K] = deepc_scalar_gemm_q4_k, [DEEPC_TYPE_Q3_K] = deepc_scalar_gemm_q3_k, \
+              [DEEPC_TYPE_Q2_K] = deepc_scalar_gemm_q2_k },                                          \
     .dot_f16_f32 = deepc_scalar_dot_f16_f32, .axpy_f16_f32 = deepc_scalar_axpy_f16_f32,            \
     .dot_rows_f16_f32 = deepc_scalar_dot_rows_f16_f32, .axpy_rows_f16_f32 = deepc_scalar_axpy_rows_f16_f32
 
@@ -117,27 +120,36 @@ deepc_axpy_rows_f16_kernel deepc_scalar_axpy_rows_f16_f32;
 /* arch/x86_avx2_ops.c. Its Q8_0 gemm equals the avx2 table's vec_dot bit for
  * bit, and the avx512 table's (whose Q8_0 dot has the same arithmetic), so
  * "avx512", which must not use VNNI, takes it too. */
-deepc_gemm_kernel deepc_avx2_gemm_q8_0;
+deepc_gemm_kernel deepc_avx2_gemm_q8_0, deepc_avx2_gemm_q4_k, deepc_avx2_gemm_q3_k, deepc_avx2_gemm_q2_k;
 deepc_dot_f16_kernel deepc_avx2_dot_f16_f32;
 deepc_axpy_f16_kernel deepc_avx2_axpy_f16_f32;
 deepc_dot_rows_f16_kernel deepc_avx2_dot_rows_f16_f32;
 deepc_axpy_rows_f16_kernel deepc_avx2_axpy_rows_f16_f32;
 /* arch/x86_avx512_ops.c */
 deepc_gemm_kernel deepc_avx512vnni_gemm_q8_0;
+deepc_gemm_kernel deepc_avx512_gemm_q4_k, deepc_avx512_gemm_q3_k, deepc_avx512_gemm_q2_k;
+deepc_gemm_kernel deepc_avx512vnni_gemm_q4_k, deepc_avx512vnni_gemm_q3_k, deepc_avx512vnni_gemm_q2_k;
 deepc_dot_f16_kernel deepc_avx512_dot_f16_f32;
 deepc_axpy_f16_kernel deepc_avx512_axpy_f16_f32;
 deepc_dot_rows_f16_kernel deepc_avx512_dot_rows_f16_f32;
 deepc_axpy_rows_f16_kernel deepc_avx512_axpy_rows_f16_f32;
 
 #define DEEPC_OPS_AVX2                                                                              \
-    .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx2_gemm_q8_0 },                                           \
+    .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx2_gemm_q8_0, [DEEPC_TYPE_Q4_K] = deepc_avx2_gemm_q4_k,        \
+              [DEEPC_TYPE_Q3_K] = deepc_avx2_gemm_q3_k, [DEEPC_TYPE_Q2_K] = deepc_avx2_gemm_q2_k },     \
     .dot_f16_f32 = deepc_avx2_dot_f16_f32, .axpy_f16_f32 = deepc_avx2_axpy_f16_f32,                \
     .dot_rows_f16_f32 = deepc_avx2_dot_rows_f16_f32, .axpy_rows_f16_f32 = deepc_avx2_axpy_rows_f16_f32
 #define DEEPC_OPS_AVX512_FP16                                                                       \
     .dot_f16_f32 = deepc_avx512_dot_f16_f32, .axpy_f16_f32 = deepc_avx512_axpy_f16_f32,            \
     .dot_rows_f16_f32 = deepc_avx512_dot_rows_f16_f32, .axpy_rows_f16_f32 = deepc_avx512_axpy_rows_f16_f32
-#define DEEPC_OPS_AVX512      .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx2_gemm_q8_0 }, DEEPC_OPS_AVX512_FP16
-#define DEEPC_OPS_AVX512_vnni .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx512vnni_gemm_q8_0 }, DEEPC_OPS_AVX512_FP16
+#define DEEPC_OPS_AVX512                                                                            \
+    .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx2_gemm_q8_0, [DEEPC_TYPE_Q4_K] = deepc_avx512_gemm_q4_k,      \
+              [DEEPC_TYPE_Q3_K] = deepc_avx512_gemm_q3_k, [DEEPC_TYPE_Q2_K] = deepc_avx512_gemm_q2_k }, \
+    DEEPC_OPS_AVX512_FP16
+#define DEEPC_OPS_AVX512_vnni                                                                            \
+    .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx512vnni_gemm_q8_0, [DEEPC_TYPE_Q4_K] = deepc_avx512vnni_gemm_q4_k, \
+              [DEEPC_TYPE_Q3_K] = deepc_avx512vnni_gemm_q3_k, [DEEPC_TYPE_Q2_K] = deepc_avx512vnni_gemm_q2_k }, \
+    DEEPC_OPS_AVX512_FP16
 #endif
 
 #if defined(__aarch64__)

@@ -47,6 +47,21 @@ void deepc_scalar_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, size_t
     gemm_by_vec_dot(deepc_kernels_scalar()->vec_dot[DEEPC_TYPE_Q8_0], nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
 }
 
+void deepc_scalar_gemm_q4_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
+                            size_t x_stride, float *y, size_t y_stride) {
+    gemm_by_vec_dot(deepc_kernels_scalar()->vec_dot[DEEPC_TYPE_Q4_K], nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
+}
+
+void deepc_scalar_gemm_q3_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
+                            size_t x_stride, float *y, size_t y_stride) {
+    gemm_by_vec_dot(deepc_kernels_scalar()->vec_dot[DEEPC_TYPE_Q3_K], nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
+}
+
+void deepc_scalar_gemm_q2_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
+                            size_t x_stride, float *y, size_t y_stride) {
+    gemm_by_vec_dot(deepc_kernels_scalar()->vec_dot[DEEPC_TYPE_Q2_K], nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
+}
+
 /* ---- fp16 KV cache ------------------------------------------------------ */
 
 /* Cache rows are read through memcpy so any alignment works. */

@@ -1,8 +1,9 @@
-/* x86_avx512_ops.c - AVX-512 kernels beyond vec_dot: the Q8_0 batched
- * product for "avx512vnni" and the fp16 KV-cache primitives of both AVX-512
- * tables. Compiled with the AVX-512 flags of the Makefile (VNNI included);
- * only deepc_avx512vnni_gemm_q8_0 uses VNNI, the "avx512" table takes the
- * AVX2 gemm instead (arch/cpu.h).
+/* x86_avx512_ops.c - AVX-512 kernels beyond vec_dot: the batched products
+ * (gemm) of Q8_0 for "avx512vnni" and of the k-quants for both AVX-512
+ * tables, and the fp16 KV-cache primitives of both. Compiled with the
+ * AVX-512 flags of the Makefile (VNNI included); only the *vnni* gemms use
+ * VNNI: the "avx512" table takes the AVX2 Q8_0 gemm (arch/cpu.h) and k-quant
+ * gemms kept free of it (see the k-quant section).
  *
  * Q8_0 gemm. vec_dot (x86_avx512.c) spends most of its instructions folding
  * each block's 8 partial lane sums into one total. Here the weight blocks are
@@ -20,7 +21,8 @@
  * way; the float work is the same per output: blocks in groups of 8, each
  * group's totals converted, times the fp32 products d_w * d_x, fused into one
  * 8-lane accumulator in group order; the last nb % 8 blocks as 8 lane sums
- * each into a second accumulator; one hsum of their sum. */
+ * each into a second accumulator (two tokens per register, see
+ * finish_row); one hsum of their sum. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -190,23 +192,56 @@ static void row_chunk2(const deepc_block_q8_0 *wa, const deepc_block_q8_0 *wb, s
     }
 }
 
-/* vec_dot's tail: blocks [ib0, nb) as 8 lane sums each (sign trick, as in
- * x86_avx512.c), plus the main accumulator, summed horizontally. */
-static float finish(const deepc_block_q8_0 *a, const deepc_block_q8_0 *b, size_t ib0, size_t nb, __m256 s0) {
-    __m256 s1 = _mm256_setzero_ps();
-    for (size_t ib = ib0; ib < nb; ib++) {
-        __m256i qa = _mm256_loadu_si256((const __m256i *)a[ib].qs);
-        __m256i qb = _mm256_loadu_si256((const __m256i *)b[ib].qs);
-        __m256i l = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(qa, qa), _mm256_sign_epi8(qb, qa));
-        __m256 d = _mm256_set1_ps(_cvtsh_ss(a[ib].d) * _cvtsh_ss(b[ib].d));
-        s1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(l), d, s1);
+/* vec_dot's tail, the last nb % 8 blocks: each block's 8 lane sums (dots of
+ * 4-byte groups) converted, times d_w * d_x, fused into a second 8-lane
+ * accumulator s1, block by block; the result is hsum(s0 + s1). Done for two
+ * tokens at once, one per 256-bit half: the weights go in biased, w + 128
+ * (u8), so vpdpbusd needs no sign trick (vpsignb has no 512-bit form), and
+ * each pair of tokens carries -128 * (its 4-byte sums of x) to start from:
+ * the lanes are exactly vec_dot's. */
+typedef struct {
+    __m512i x[7];   /* tail block k of tokens 2p (low half) and 2p + 1 (high) */
+    __m512i nx[7];  /* -128 * the 4-byte sums of those */
+    __m512 dx[7];   /* their scales, 8 lanes each */
+} tailpair;
+
+static void pack_tail(const deepc_block_q8_0 *b0, const deepc_block_q8_0 *b1, size_t nt, tailpair *tp) {
+    const __m512i k128 = _mm512_set1_epi8((char)0x80);
+    for (size_t k = 0; k < nt; k++) {
+        __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b0[k].qs)),
+                                       _mm256_loadu_si256((const __m256i *)b1[k].qs), 1);
+        tp->x[k] = v;
+        tp->nx[k] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, v));
+        tp->dx[k] = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(b0[k].d)), _mm256_set1_ps(_cvtsh_ss(b1[k].d)), 1);
     }
-    return hsum256_ps(_mm256_add_ps(s0, s1));
+}
+
+/* Outputs of row a (tail blocks a[0..nt)) for the tile's tokens: hsum of the
+ * main accumulator acc[t] and the tail's. */
+static void finish_row(const deepc_block_q8_0 *a, size_t nt, const tailpair *tp, int tn, const __m256 *acc, float *y,
+                       size_t y_stride) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512i wq[7];
+    __m512 dw[7];
+    for (size_t k = 0; k < nt; k++) {
+        wq[k] = _mm512_xor_si512(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)a[k].qs)), flip);
+        dw[k] = _mm512_set1_ps(_cvtsh_ss(a[k].d));
+    }
+    for (int t = 0; t < tn; t += 2) {
+        const tailpair *p = &tp[t / 2];
+        __m512 s1 = _mm512_setzero_ps();
+        for (size_t k = 0; k < nt; k++) {
+            __m512i l = _mm512_dpbusd_epi32(p->nx[k], wq[k], p->x[k]);
+            s1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(l), _mm512_mul_ps(dw[k], p->dx[k]), s1);
+        }
+        y[(size_t)t * y_stride] = hsum256_ps(_mm256_add_ps(acc[t], _mm512_castps512_ps256(s1)));
+        if (t + 1 < tn) y[(size_t)(t + 1) * y_stride] = hsum256_ps(_mm256_add_ps(acc[t + 1], _mm512_extractf32x8_ps(s1, 1)));
+    }
 }
 
 void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
                                 size_t x_stride, float *y, size_t y_stride) {
-    size_t nb = n / DEEPC_QK8_0, ng = nb / 8;
+    size_t nb = n / DEEPC_QK8_0, ng = nb / 8, nt = nb - ng * 8;
     const unsigned char *wb = w, *xb = x;
     size_t row_bytes = nb * sizeof(deepc_block_q8_0);
     int rb = row_bytes ? (int)(GEMM_RB_BYTES / row_bytes) : GEMM_RB_MAX;
@@ -214,7 +249,12 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
     if (rb > GEMM_RB_MAX) rb = GEMM_RB_MAX;
     /* equal token tiles: 17 tokens go as 9 + 8, not 16 + 1 */
     int tiles = (ntok + GEMM_RN - 1) / GEMM_RN, tile = tiles ? (ntok + tiles - 1) / tiles : 1;
-    xtile xt[GEMM_RN];
+    /* the tail's packed tokens take the tile's place once its chunks are done */
+    union {
+        xtile xt[GEMM_RN];
+        tailpair tp[GEMM_RN / 2];
+    } u;
+    _Static_assert(sizeof(tailpair) * (GEMM_RN / 2) <= sizeof(xtile) * GEMM_RN, "tail fits the tile");
     __m256 acc[GEMM_RB_MAX][GEMM_RN];
     for (int r0 = 0; r0 < nrows; r0 += rb) {
         int rn = nrows - r0 < rb ? nrows - r0 : rb;
@@ -225,21 +265,369 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
             for (size_t g0 = 0; g0 < ng; g0 += GEMM_KC) {
                 size_t gn = ng - g0 < GEMM_KC ? ng - g0 : GEMM_KC;
                 for (int t = 0; t < tn; t++)
-                    pack_tile((const deepc_block_q8_0 *)(xb + (size_t)(t0 + t) * x_stride), g0, gn, &xt[t]);
+                    pack_tile((const deepc_block_q8_0 *)(xb + (size_t)(t0 + t) * x_stride), g0, gn, &u.xt[t]);
                 int r = 0;
                 for (; r + 2 <= rn; r += 2)
                     row_chunk2((const deepc_block_q8_0 *)(wb + (size_t)(r0 + r) * w_stride),
-                               (const deepc_block_q8_0 *)(wb + (size_t)(r0 + r + 1) * w_stride), g0, gn, xt, tn,
+                               (const deepc_block_q8_0 *)(wb + (size_t)(r0 + r + 1) * w_stride), g0, gn, u.xt, tn,
                                acc[r], acc[r + 1]);
-                if (r < rn) row_chunk((const deepc_block_q8_0 *)(wb + (size_t)(r0 + r) * w_stride), g0, gn, xt, tn, acc[r]);
+                if (r < rn) row_chunk((const deepc_block_q8_0 *)(wb + (size_t)(r0 + r) * w_stride), g0, gn, u.xt, tn, acc[r]);
             }
+            /* an odd last token is packed twice; its high half is dropped */
+            for (int t = 0; t < tn && nt; t += 2)
+                pack_tail((const deepc_block_q8_0 *)(xb + (size_t)(t0 + t) * x_stride) + ng * 8,
+                          (const deepc_block_q8_0 *)(xb + (size_t)(t0 + (t + 1 < tn ? t + 1 : t)) * x_stride) + ng * 8, nt,
+                          &u.tp[t / 2]);
             for (int r = 0; r < rn; r++)
-                for (int t = 0; t < tn; t++)
-                    y[(size_t)(t0 + t) * y_stride + (size_t)(r0 + r)] =
-                        finish((const deepc_block_q8_0 *)(wb + (size_t)(r0 + r) * w_stride),
-                               (const deepc_block_q8_0 *)(xb + (size_t)(t0 + t) * x_stride), ng * 8, nb, acc[r][t]);
+                finish_row((const deepc_block_q8_0 *)(wb + (size_t)(r0 + r) * w_stride) + ng * 8, nt, u.tp, tn, acc[r],
+                           y + (size_t)t0 * y_stride + (size_t)(r0 + r), y_stride);
         }
     }
+}
+
+/* ---- k-quant gemm (q4_k, q3_k, q2_k x q8_k) ------------------------------
+ *
+ * The arithmetic of one output is x86_avx512.c's vec_dot for the type, the
+ * integer part exact and the float part the same operations in the same
+ * order: per super-block, sixteen int32 lanes (lane l: the 4-element dots
+ * at byte 4l of each 64-element chunk c, times chunk c's sub-block scale
+ * for that lane, summed over c), converted and fused into a 16-lane
+ * accumulator with d_w * d_x; for q4_k / q2_k the eight min lanes
+ * (madd of the activation's bsums with the mins) into an 8-lane one with
+ * dmin_w * d_x; at the end one _mm512_reduce_add_ps (minus the 8-lane hsum).
+ * What changes is how often the weights are unpacked: a super-block's codes
+ * for KQ_R rows are built once and kept in registers (the scale vectors on
+ * the stack, memory operands of vpdpwssd / vpmaddwd) while every token of
+ * the tile passes over them; each activation chunk is loaded once per KQ_R
+ * rows. The accumulators of the KQ_R x tile outputs live on the stack
+ * between super-blocks (token-major: row-major put rows 4 KiB apart, and the
+ * loads aliased the stores of the row before: 30% of the time).
+ *
+ * The ceiling of this layout: vec_dot keeps 16 + 8 fp32 lanes per output, so
+ * every output and super-block costs one 16-lane FMA and the min terms on
+ * top of the six integer multiplies below; on Zen 4 these share one 512-bit
+ * multiply pipe (measured: ~8 of its cycles per 256 products, ~32 per cycle
+ * at best; the kernel reaches ~22 with the unpacking). A gemm with fewer
+ * float operations per output would need a vec_dot with fewer float lanes.
+ *
+ * vnni selects the integer path: the packed vpdpbusd / vpdpwssd scheme below
+ * with VNNI; without it vec_dot's own vpmaddubsw, then vpmaddwd + vpaddd
+ * (through opaque512, so no compiler fuses them into vpdpwssd), which keeps
+ * the "avx512" table free of VNNI instructions. */
+
+#define KQ_RN 64 /* tokens per tile: the accumulators take KQ_R * KQ_RN * 96 bytes */
+#define KQ_R 4   /* rows per register block */
+
+#if defined(__GNUC__)
+#define KQ_INLINE static inline __attribute__((always_inline))
+#else
+#define KQ_INLINE static inline
+#endif
+
+#if defined(__clang__)
+#define KQ_UNROLL _Pragma("clang loop unroll(full)")
+#elif defined(__GNUC__)
+#define KQ_UNROLL _Pragma("GCC unroll 16")
+#else
+#define KQ_UNROLL
+#endif
+
+KQ_INLINE __m512i opaque512(__m512i v) {
+    __asm__("" : "+v"(v));
+    return v;
+}
+
+KQ_INLINE __m256i opaque256(__m256i v) {
+    __asm__("" : "+v"(v));
+    return v;
+}
+
+/* One row's super-block, unpacked: the codes go to registers, the rest here. */
+typedef struct {
+    __m512i s[4];  /* chunk c's scale per int16 pair (the vpdpwssd / vpmaddwd operand) */
+    __m512i sp[2]; /* VNNI: chunks 2i, 2i+1's scales in the low / high int16 of each lane */
+    __m512i nc;    /* VNNI: -128 * sum_c scale * (4-byte code sums of chunk c), per lane */
+    __m256i m;     /* q4_k: min pairs; q2_k: the sixteen mins; q3_k: the sixteen scales */
+    float d, dmin; /* fp16 scales as floats (exact) */
+} kq_wsb;
+
+/* The VNNI integer path. The activation bytes go in biased, x + 128 as the
+ * unsigned operand of vpdpbusd, the codes (0..15) as the signed one, so each
+ * 4-byte dot is D' = D + 128 * (code sum) in [0, 15300]: two of them share
+ * one int32 lane as int16 halves without borrowing, D'_odd << 16 | D'_even
+ * (the shift, then the even dot accumulated onto it), and one vpdpwssd
+ * weights both by their chunks' scales. Per pair of chunks that is two
+ * vpdpbusd, a shift and a vpdpwssd instead of two vpmaddubsw and two
+ * vpdpwssd; on Zen 4 the shift runs beside the multiplies, which share one
+ * zmm pipe (a rotate, or an FMA, would not: measured). The bias costs
+ * 128 * sum_c scale_c * (code sum) per lane, a property of the weights
+ * alone, taken off up front (nc). Every lane's total is the same integer as
+ * vec_dot's. */
+KQ_INLINE __m512i kq_pair(__m512i src, __m512i x_even, __m512i q_even, __m512i x_odd, __m512i q_odd, __m512i s) {
+    __m512i p = _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), x_odd, q_odd), 16);
+    return _mm512_dpwssd_epi32(src, _mm512_dpbusd_epi32(p, x_even, q_even), s);
+}
+
+KQ_INLINE void kq_vnni_prep(const __m512i Q[4], kq_wsb *o) {
+    const __m512i ones = _mm512_set1_epi8(1), z = _mm512_setzero_si512();
+    o->sp[0] = _mm512_mask_blend_epi16((__mmask32)0xaaaaaaaau, o->s[0], o->s[1]);
+    o->sp[1] = _mm512_mask_blend_epi16((__mmask32)0xaaaaaaaau, o->s[2], o->s[3]);
+    __m512i c = kq_pair(z, ones, Q[0], ones, Q[1], o->sp[0]);
+    c = kq_pair(c, ones, Q[2], ones, Q[3], o->sp[1]);
+    o->nc = _mm512_sub_epi32(z, _mm512_slli_epi32(c, 7));
+}
+
+/* vpermw indices: int16 element e0 in 128-bit lane 0, e1 in 1, ... */
+static inline __m512i kq_idx4(int e0, int e1, int e2, int e3) {
+    return _mm512_set_epi16((short)e3, (short)e3, (short)e3, (short)e3, (short)e3, (short)e3, (short)e3, (short)e3,
+                            (short)e2, (short)e2, (short)e2, (short)e2, (short)e2, (short)e2, (short)e2, (short)e2,
+                            (short)e1, (short)e1, (short)e1, (short)e1, (short)e1, (short)e1, (short)e1, (short)e1,
+                            (short)e0, (short)e0, (short)e0, (short)e0, (short)e0, (short)e0, (short)e0, (short)e0);
+}
+
+KQ_INLINE __m512i kq_shifts2(int lo, int hi) {
+    return _mm512_inserti64x4(_mm512_set1_epi16((short)lo), _mm256_set1_epi16((short)hi), 1);
+}
+
+/* Unpacks one super-block of row w (type t) into the codes Q[0..3] (chunk c:
+ * elements 64c .. 64c+63, unsigned) and *o; the same operations as the
+ * type's vec_dot. */
+KQ_INLINE void kq_unpack(deepc_type t, const void *w, __m512i Q[4], kq_wsb *o) {
+    if (t == DEEPC_TYPE_Q4_K) {
+        const deepc_block_q4_k *a = w;
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        uint32_t u0, u1, u2;
+        memcpy(&u0, a->scales, 4);
+        memcpy(&u1, a->scales + 4, 4);
+        memcpy(&u2, a->scales + 8, 4);
+        uint32_t sc_lo = u0 & 0x3f3f3f3fu, mn_lo = u1 & 0x3f3f3f3fu;
+        uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+        uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+        __m128i mnb = _mm_setr_epi32((int)mn_lo, (int)mn_hi, 0, 0);
+        o->m = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mnb, mnb));
+        __m512i sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_setr_epi32((int)sc_lo, (int)sc_hi, 0, 0)));
+        o->s[0] = _mm512_permutexvar_epi16(kq_idx4(0, 0, 1, 1), sc);
+        o->s[1] = _mm512_permutexvar_epi16(kq_idx4(2, 2, 3, 3), sc);
+        o->s[2] = _mm512_permutexvar_epi16(kq_idx4(4, 4, 5, 5), sc);
+        o->s[3] = _mm512_permutexvar_epi16(kq_idx4(6, 6, 7, 7), sc);
+        KQ_UNROLL
+        for (int c = 0; c < 4; c++) {
+            __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qs + 32 * c)));
+            Q[c] = _mm512_and_si512(_mm512_mask_srli_epi16(q, (__mmask32)0xffff0000u, q, 4), m4);
+        }
+        o->d = _cvtsh_ss(a->d);
+        o->dmin = _cvtsh_ss(a->dmin);
+    } else if (t == DEEPC_TYPE_Q3_K) {
+        const deepc_block_q3_k *a = w;
+        const __m512i m3 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(1);
+        uint32_t u0, u1, u2;
+        memcpy(&u0, a->scales, 4);
+        memcpy(&u1, a->scales + 4, 4);
+        memcpy(&u2, a->scales + 8, 4);
+        uint32_t a0 = (u0 & 0x0f0f0f0fu) | ((u2 & 0x03030303u) << 4);
+        uint32_t a1 = (u1 & 0x0f0f0f0fu) | (((u2 >> 2) & 0x03030303u) << 4);
+        uint32_t a2 = ((u0 >> 4) & 0x0f0f0f0fu) | (((u2 >> 4) & 0x03030303u) << 4);
+        uint32_t a3 = ((u1 >> 4) & 0x0f0f0f0fu) | (((u2 >> 6) & 0x03030303u) << 4);
+        __m128i s8 = _mm_sub_epi8(_mm_setr_epi32((int)a0, (int)a1, (int)a2, (int)a3), _mm_set1_epi8(32));
+        __m256i sc16 = _mm256_cvtepi8_epi16(s8);
+        o->m = sc16;
+        __m512i sc = _mm512_castsi256_si512(sc16);
+        o->s[0] = _mm512_permutexvar_epi16(kq_idx4(0, 1, 2, 3), sc);
+        o->s[1] = _mm512_permutexvar_epi16(kq_idx4(4, 5, 6, 7), sc);
+        o->s[2] = _mm512_permutexvar_epi16(kq_idx4(8, 9, 10, 11), sc);
+        o->s[3] = _mm512_permutexvar_epi16(kq_idx4(12, 13, 14, 15), sc);
+        __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)a->hmask));
+        KQ_UNROLL
+        for (int c = 0; c < 4; c++) {
+            __m512i q2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qs + 32 * (c / 2))));
+            __m512i lo = _mm512_and_si512(_mm512_srlv_epi16(q2, c % 2 ? kq_shifts2(4, 6) : kq_shifts2(0, 2)), m3);
+            __m512i hb = _mm512_and_si512(_mm512_srlv_epi16(hm, kq_shifts2(2 * c, 2 * c + 1)), m1);
+            Q[c] = _mm512_or_si512(lo, _mm512_slli_epi16(hb, 2));
+        }
+        o->d = _cvtsh_ss(a->d);
+        o->dmin = 0.0f;
+    } else { /* Q2_K */
+        const deepc_block_q2_k *a = w;
+        const __m512i m3 = _mm512_set1_epi8(3);
+        const __m128i m4 = _mm_set1_epi8(0x0f);
+        __m128i sb = _mm_loadu_si128((const __m128i *)a->scales);
+        __m512i sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(sb, m4)));
+        o->m = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), m4));
+        o->s[0] = _mm512_permutexvar_epi16(kq_idx4(0, 1, 2, 3), sc);
+        o->s[1] = _mm512_permutexvar_epi16(kq_idx4(4, 5, 6, 7), sc);
+        o->s[2] = _mm512_permutexvar_epi16(kq_idx4(8, 9, 10, 11), sc);
+        o->s[3] = _mm512_permutexvar_epi16(kq_idx4(12, 13, 14, 15), sc);
+        KQ_UNROLL
+        for (int c = 0; c < 4; c++) {
+            __m512i q2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qs + 32 * (c / 2))));
+            Q[c] = _mm512_and_si512(_mm512_srlv_epi16(q2, c % 2 ? kq_shifts2(4, 6) : kq_shifts2(0, 2)), m3);
+        }
+        o->d = _cvtsh_ss(a->d);
+        o->dmin = _cvtsh_ss(a->dmin);
+    }
+}
+
+/* R rows (codes Q, the rest W) against tokens x[0..tn) of super-block ib:
+ * each output's lanes, folded into its accumulators acc[j * KQ_R + r]. */
+KQ_INLINE void kq_tokens(deepc_type t, bool vnni, int R, const __m512i Q[][4], const kq_wsb *W, const unsigned char *x,
+                         size_t x_stride, size_t ib, int tn, __m512 *acc, __m256 *accm) {
+    const bool has_min = t != DEEPC_TYPE_Q3_K;
+    /* d_w of each row (lanes 0-3) and dmin_w (4-7): one multiply by d_x per
+     * token gives every product vec_dot rounds separately, rounded alike */
+    float dwv[8] = { 0 };
+    for (int r = 0; r < R; r++) dwv[r] = W[r].d, dwv[4 + r] = W[r].dmin;
+    const __m256 dw = _mm256_loadu_ps(dwv);
+    for (int j = 0; j < tn; j++) {
+        const deepc_block_q8_k *xb = (const deepc_block_q8_k *)(x + (size_t)j * x_stride) + ib;
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)xb->bsums);
+        float dd[8];
+        _mm256_storeu_ps(dd, _mm256_mul_ps(dw, _mm256_set1_ps(xb->d)));
+        /* read back by broadcast loads, not the compiler's lane shuffles */
+        __asm__ volatile("" ::: "memory");
+        __m512i X[4];
+        if (vnni) {
+            const __m512i bias = _mm512_set1_epi8((char)0x80);
+            KQ_UNROLL
+            for (int c = 0; c < 4; c++) X[c] = _mm512_xor_si512(_mm512_loadu_si512(xb->qs + 64 * c), bias);
+        }
+        KQ_UNROLL
+        for (int r = 0; r < R; r++) {
+            __m512i sumi = vnni ? W[r].nc : _mm512_setzero_si512();
+            if (t == DEEPC_TYPE_Q3_K) { /* vec_dot's start: -4 * sum_j sc_j * bsum_j in the low 8 lanes */
+                __m256i off = _mm256_madd_epi16(bs, W[r].m);
+                if (!vnni) off = opaque256(off);
+                __m256i o = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 2));
+                sumi = _mm512_add_epi32(sumi, _mm512_zextsi256_si512(o));
+            }
+            if (vnni) {
+                sumi = kq_pair(sumi, X[0], Q[r][0], X[1], Q[r][1], W[r].sp[0]);
+                sumi = kq_pair(sumi, X[2], Q[r][2], X[3], Q[r][3], W[r].sp[1]);
+            } else {
+                KQ_UNROLL
+                for (int c = 0; c < 4; c++) {
+                    __m512i p = _mm512_maddubs_epi16(Q[r][c], _mm512_loadu_si512(xb->qs + 64 * c));
+                    sumi = _mm512_add_epi32(sumi, opaque512(_mm512_madd_epi16(p, W[r].s[c])));
+                }
+            }
+            __m512 *a = &acc[j * KQ_R + r];
+            *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(dd[r]), *a);
+            if (has_min) {
+                __m256i msum = _mm256_madd_epi16(bs, W[r].m);
+                if (!vnni) msum = opaque256(msum);
+                __m256 *m = &accm[j * KQ_R + r];
+                *m = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(dd[4 + r]), *m);
+            }
+        }
+    }
+}
+
+/* Four outputs' final sums at once, each by the tree vec_dot's reductions
+ * use: _mm512_reduce_add_ps (as gcc 12 and clang 14 both implement it:
+ * halves of 256 bits added, then of 128, then lanes 0 + 2 and 1 + 3, then
+ * those two; which operand comes first is immaterial) and hsum256_ps (the
+ * same from 128 bits down). A compiler with another tree would fail the
+ * parity tests (test/test_ops.c). */
+KQ_INLINE __m128 kq_tree4(__m512 c) {
+    __m512 d = _mm512_add_ps(c, _mm512_permute_ps(c, _MM_SHUFFLE(1, 0, 3, 2)));
+    __m512 e = _mm512_add_ps(d, _mm512_permute_ps(d, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), e));
+}
+
+KQ_INLINE __m128 kq_reduce4(const __m512 a[4]) {
+    __m512 b01 = _mm512_add_ps(_mm512_shuffle_f32x4(a[0], a[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm512_shuffle_f32x4(a[0], a[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    __m512 b23 = _mm512_add_ps(_mm512_shuffle_f32x4(a[2], a[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm512_shuffle_f32x4(a[2], a[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    return kq_tree4(_mm512_add_ps(_mm512_shuffle_f32x4(b01, b23, _MM_SHUFFLE(2, 0, 2, 0)),
+                                  _mm512_shuffle_f32x4(b01, b23, _MM_SHUFFLE(3, 1, 3, 1))));
+}
+
+KQ_INLINE __m128 kq_hsum4(const __m256 m[4]) {
+    __m512 m01 = _mm512_insertf32x8(_mm512_castps256_ps512(m[0]), m[1], 1);
+    __m512 m23 = _mm512_insertf32x8(_mm512_castps256_ps512(m[2]), m[3], 1);
+    return kq_tree4(_mm512_add_ps(_mm512_shuffle_f32x4(m01, m23, _MM_SHUFFLE(2, 0, 2, 0)),
+                                  _mm512_shuffle_f32x4(m01, m23, _MM_SHUFFLE(3, 1, 3, 1))));
+}
+
+/* R rows from row w against the tile's tn tokens, all super-blocks. */
+KQ_INLINE void kq_rows(deepc_type t, bool vnni, int R, size_t nb, const unsigned char *w, size_t w_stride,
+                       size_t wblk, const unsigned char *x, size_t x_stride, int tn, float *y, size_t y_stride,
+                       __m512 *acc, __m256 *accm) {
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < tn; j++) {
+            acc[j * KQ_R + r] = _mm512_setzero_ps();
+            accm[j * KQ_R + r] = _mm256_setzero_ps();
+        }
+    for (size_t ib = 0; ib < nb; ib++) {
+        __m512i Q[KQ_R][4];
+        kq_wsb W[KQ_R];
+        KQ_UNROLL
+        for (int r = 0; r < R; r++) {
+            kq_unpack(t, w + (size_t)r * w_stride + ib * wblk, Q[r], &W[r]);
+            if (vnni) kq_vnni_prep(Q[r], &W[r]);
+        }
+        kq_tokens(t, vnni, R, (const __m512i(*)[4])Q, W, x, x_stride, ib, tn, acc, accm);
+    }
+    if (R == 4) {
+        for (int j = 0; j < tn; j++) {
+            __m128 v = kq_reduce4(&acc[j * KQ_R]);
+            if (t != DEEPC_TYPE_Q3_K) v = _mm_sub_ps(v, kq_hsum4(&accm[j * KQ_R]));
+            _mm_storeu_ps(y + (size_t)j * y_stride, v);
+        }
+        return;
+    }
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < tn; j++) {
+            float v = _mm512_reduce_add_ps(acc[j * KQ_R + r]);
+            if (t != DEEPC_TYPE_Q3_K) v -= hsum256_ps(accm[j * KQ_R + r]);
+            y[(size_t)j * y_stride + (size_t)r] = v;
+        }
+}
+
+/* Token tiles of equal size (70 tokens go as 35 + 35), each over every row:
+ * the tile's activations stay in L2 while the weights stream past once. */
+KQ_INLINE void kq_gemm(deepc_type t, bool vnni, int nrows, int ntok, size_t n, const void *w, size_t w_stride,
+                       const void *x, size_t x_stride, float *y, size_t y_stride) {
+    size_t nb = n / DEEPC_QK_K, wblk = deepc_type_info((int)t)->block_bytes;
+    const unsigned char *wb = w, *xb = x;
+    int tiles = (ntok + KQ_RN - 1) / KQ_RN, tile = tiles ? (ntok + tiles - 1) / tiles : 1;
+    __m512 acc[KQ_R * KQ_RN];
+    __m256 accm[KQ_R * KQ_RN];
+    for (int t0 = 0; t0 < ntok; t0 += tile) {
+        int tn = ntok - t0 < tile ? ntok - t0 : tile;
+        const unsigned char *xt = xb + (size_t)t0 * x_stride;
+        float *yt = y + (size_t)t0 * y_stride;
+        int r = 0;
+        for (; r + KQ_R <= nrows; r += KQ_R)
+            kq_rows(t, vnni, KQ_R, nb, wb + (size_t)r * w_stride, w_stride, wblk, xt, x_stride, tn, yt + r, y_stride, acc, accm);
+        for (; r < nrows; r++)
+            kq_rows(t, vnni, 1, nb, wb + (size_t)r * w_stride, w_stride, wblk, xt, x_stride, tn, yt + r, y_stride, acc, accm);
+    }
+}
+
+void deepc_avx512_gemm_q4_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
+                            size_t x_stride, float *y, size_t y_stride) {
+    kq_gemm(DEEPC_TYPE_Q4_K, false, nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
+}
+void deepc_avx512vnni_gemm_q4_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
+                                size_t x_stride, float *y, size_t y_stride) {
+    kq_gemm(DEEPC_TYPE_Q4_K, true, nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
+}
+void deepc_avx512_gemm_q3_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
+                            size_t x_stride, float *y, size_t y_stride) {
+    kq_gemm(DEEPC_TYPE_Q3_K, false, nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
+}
+void deepc_avx512vnni_gemm_q3_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
+                                size_t x_stride, float *y, size_t y_stride) {
+    kq_gemm(DEEPC_TYPE_Q3_K, true, nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
+}
+void deepc_avx512_gemm_q2_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
+                            size_t x_stride, float *y, size_t y_stride) {
+    kq_gemm(DEEPC_TYPE_Q2_K, false, nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
+}
+void deepc_avx512vnni_gemm_q2_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
+                                size_t x_stride, float *y, size_t y_stride) {
+    kq_gemm(DEEPC_TYPE_Q2_K, true, nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
 }
 
 /* ---- fp16 KV cache ------------------------------------------------------ */

@@ -14,11 +14,6 @@
 
 /* ---- matrix products ---------------------------------------------------- */
 
-/* Batches of at least this many tokens go through the kernel's gemm (when it
- * has one for the weight type): below it, transposing weight blocks for the
- * tile costs more than it saves (measured on Zen 4: 0.7x vec_dot at 1 token,
- * 1.3x at 2, ~3x at 64). Either path gives the same bits (kernels.h). */
-#define GEMM_MIN_TOKENS 2
 /* Rows are handed out in chunks that start on multiples of this, so two
  * threads never write the same 64-byte line of an output row. */
 #define ROW_ALIGN 16
@@ -69,7 +64,7 @@ static void matmul_rows(const matmul_task *t, const matmul_part *p, int r0, int 
     size_t cols = (size_t)w->cols, grp_rows = (size_t)(w->rows / t->n_groups);
     size_t xs = t->xq_stride * (size_t)t->n_groups;   /* between tokens */
     deepc_gemm_fn gemm = t->k->gemm[w->type];
-    if (gemm && t->B >= GEMM_MIN_TOKENS) {
+    if (gemm && t->B >= DEEPC_GEMM_MIN_TOKENS) {
         for (int r = r0; r < r1;) {   /* one call per activation group */
             size_t g = (size_t)r / grp_rows;
             int e = (int)((g + 1) * grp_rows) < r1 ? (int)((g + 1) * grp_rows) : r1;

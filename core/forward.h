@@ -5,6 +5,14 @@
 
 #include "model.h"
 
+/* Batches of at least this many tokens go through the kernel's gemm (when it
+ * has one for the weight type), in deepc_matmul and for the MoE experts:
+ * below it, unpacking weight blocks for the tile costs more than it saves
+ * (measured on Zen 4: Q8_0 0.7x vec_dot at 1 token, 1.3x at 2, ~3x at 64;
+ * AVX-512 q4_k 0.7x at 1, 1.1-1.3x at 2; the AVX2 k-quant gemm, 0.94x at 2,
+ * calls vec_dot itself below 3). Either path gives the same bits (kernels.h). */
+#define DEEPC_GEMM_MIN_TOKENS 2
+
 /* y[b*y_stride + r] = W[r] . x[b] (+ bias[r]) for b < B; x rows are w->cols
  * floats apart. Rows are split across the pool. */
 void deepc_matmul(deepc_session *s, const deepc_wt *w, const float *x, int B,

@@ -9,35 +9,77 @@
 #include "expert_store.h"
 #include "forward.h"
 
+#define MOE_ROW_ALIGN 16 /* slices of rows start on 64-byte lines of the outputs */
+
+/* Expert products go through the kernels' gemm (core/kernels.h), which gives
+ * every output the bits of vec_dot. The pairs of an expert are made
+ * contiguous for it: the buffers below are indexed by a pair's row in the
+ * expert-sorted order (exp_pairs), not by the pair itself:
+ *   ex_y   first the gathered inputs (row i: the converted input of pair
+ *          exp_pairs[i]'s token, in_stride bytes at i * n_embd floats), then,
+ *          once that chunk's gate/up job is done, its down outputs;
+ *   ex_g, ex_u, act2  gate and up outputs, SwiGLU and its conversion.
+ * route_ids[p] is rewritten to p's row once the pairs are grouped, for the
+ * final weighted sum. Threads own fixed slices of every expert's rows, so
+ * the split is fixed; no output depends on it anyway. */
 typedef struct {
     deepc_session *s;
     const deepc_wt *w;    /* gate, up, down views of active expert a at w[3a..3a+2] */
     int a0, a1;           /* the chunk of s->active computed by this run */
-    size_t xq_stride;     /* bytes per converted activation row */
-    const void *xq;       /* gate/up: one row per token; down: one row per (token, slot) pair */
+    size_t xq_stride;     /* bytes between input rows */
+    const uint8_t *xq;    /* gate/up: the gathered inputs; down: the converted SwiGLU rows */
+    int align;            /* row slices start on multiples of this */
+    /* gate/up: SwiGLU and its conversion for down on each slice right after
+     * its products (fuse), as in forward.c's dense MLP */
+    bool fuse;
+    deepc_quantize_fn quantize; /* NULL: down takes f32 (reads ex_g) */
+    size_t mid_stride, blk_elems, blk_bytes;
 } moe_task;
 
-/* gate and up of every active expert; each thread owns a slice of rows of
- * every expert, so the split is fixed and results do not depend on timing */
+/* Thread ith's slice of rows, cut on multiples of align. */
+static void slice_of(int rows, int align, int ith, int nth, int *r0, int *r1) {
+    *r0 = (int)((long long)rows * ith / nth / align * align);
+    *r1 = ith + 1 == nth ? rows : (int)((long long)rows * (ith + 1) / nth / align * align);
+}
+
+/* y[i * ys + r] = W[r] . x[i] for rows [r0, r1) and sorted pairs [i0, i1):
+ * the gemm when there is one and enough pairs, else vec_dot per output (the
+ * same bits either way). */
+static void expert_rows(const deepc_kernels *k, const deepc_wt *w, int r0, int r1, const uint8_t *x, size_t xs,
+                        int i0, int i1, float *y, size_t ys) {
+    const uint8_t *wd = w->data;
+    deepc_gemm_fn gemm = k->gemm[w->type];
+    if (gemm && i1 - i0 >= DEEPC_GEMM_MIN_TOKENS) {
+        gemm(r1 - r0, i1 - i0, (size_t)w->cols, wd + (size_t)r0 * w->row_bytes, w->row_bytes, x + (size_t)i0 * xs, xs,
+             y + (size_t)i0 * ys + (size_t)r0, ys);
+        return;
+    }
+    deepc_vec_dot_fn dot = k->vec_dot[w->type];
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *wr = wd + (size_t)r * w->row_bytes;
+        for (int i = i0; i < i1; i++) y[(size_t)i * ys + (size_t)r] = dot((size_t)w->cols, wr, x + (size_t)i * xs);
+    }
+}
+
+/* gate and up of every active expert in the chunk, then (fuse) SwiGLU and
+ * the conversion of this thread's columns of each pair */
 static void gate_up_run(void *arg, int ith, int nth) {
     const moe_task *t = arg;
     deepc_session *s = t->s;
-    const deepc_hparams *hp = &s->m->hp;
-    int K = hp->route.top_k, FX = hp->n_ff_exp;
-    int r0 = FX * ith / nth, r1 = FX * (ith + 1) / nth;
+    int FX = s->m->hp.n_ff_exp, r0, r1;
+    slice_of(FX, t->align, ith, nth, &r0, &r1);
+    if (r0 >= r1) return;
     for (int a = t->a0; a < t->a1; a++) {
-        int e = s->active[a];
-        const deepc_wt *g = &t->w[3 * a], *u = &t->w[3 * a + 1];
-        deepc_vec_dot_fn dg = s->k->vec_dot[g->type], du = s->k->vec_dot[u->type];
-        for (int r = r0; r < r1; r++) {
-            const uint8_t *gr = (const uint8_t *)g->data + (size_t)r * g->row_bytes;
-            const uint8_t *ur = (const uint8_t *)u->data + (size_t)r * u->row_bytes;
-            for (int i = s->exp_start[e]; i < s->exp_start[e + 1]; i++) {
-                int p = s->exp_pairs[i], b = p / K;
-                const uint8_t *x = (const uint8_t *)t->xq + (size_t)b * t->xq_stride;
-                s->ex_g[(size_t)p * FX + r] = dg((size_t)g->cols, gr, x);
-                s->ex_u[(size_t)p * FX + r] = du((size_t)u->cols, ur, x);
-            }
+        int e = s->active[a], i0 = s->exp_start[e], i1 = s->exp_start[e + 1];
+        expert_rows(s->k, &t->w[3 * a], r0, r1, t->xq, t->xq_stride, i0, i1, s->ex_g, (size_t)FX);
+        expert_rows(s->k, &t->w[3 * a + 1], r0, r1, t->xq, t->xq_stride, i0, i1, s->ex_u, (size_t)FX);
+        if (!t->fuse) continue;
+        for (int i = i0; i < i1; i++) {
+            float *g = s->ex_g + (size_t)i * FX + r0;
+            deepc_swiglu(g, s->ex_u + (size_t)i * FX + r0, (size_t)(r1 - r0));
+            if (t->quantize)
+                t->quantize(g, (uint8_t *)s->act2 + (size_t)i * t->mid_stride + (size_t)r0 / t->blk_elems * t->blk_bytes,
+                            (size_t)(r1 - r0));
         }
     }
 }
@@ -45,19 +87,13 @@ static void gate_up_run(void *arg, int ith, int nth) {
 static void down_run(void *arg, int ith, int nth) {
     const moe_task *t = arg;
     deepc_session *s = t->s;
-    int E = s->m->hp.n_embd;
-    int r0 = E * ith / nth, r1 = E * (ith + 1) / nth;
+    int E = s->m->hp.n_embd, r0, r1;
+    slice_of(E, t->align, ith, nth, &r0, &r1);
+    if (r0 >= r1) return;
     for (int a = t->a0; a < t->a1; a++) {
         int e = s->active[a];
-        const deepc_wt *d = &t->w[3 * a + 2];
-        deepc_vec_dot_fn dot = s->k->vec_dot[d->type];
-        for (int r = r0; r < r1; r++) {
-            const uint8_t *dr = (const uint8_t *)d->data + (size_t)r * d->row_bytes;
-            for (int i = s->exp_start[e]; i < s->exp_start[e + 1]; i++) {
-                int p = s->exp_pairs[i];
-                s->ex_y[(size_t)p * E + r] = dot((size_t)d->cols, dr, (const uint8_t *)t->xq + (size_t)p * t->xq_stride);
-            }
-        }
+        expert_rows(s->k, &t->w[3 * a + 2], r0, r1, t->xq, t->xq_stride, s->exp_start[e], s->exp_start[e + 1], s->ex_y,
+                    (size_t)E);
     }
 }
 
@@ -86,8 +122,9 @@ void deepc_ffn_moe(deepc_session *s, const deepc_layer *L, int n) {
         s->exp_count[e] = 0;
     }
     for (int p = 0; p < n * K; p++) {
-        int e = s->route_ids[p];
-        s->exp_pairs[s->exp_start[e] + s->exp_count[e]++] = p;
+        int e = s->route_ids[p], i = s->exp_start[e] + s->exp_count[e]++;
+        s->exp_pairs[i] = p;
+        s->route_ids[p] = i;   /* from here on: p's row in the sorted buffers */
     }
 
     /* selections per expert (routing profiles) */
@@ -97,20 +134,29 @@ void deepc_ffn_moe(deepc_session *s, const deepc_layer *L, int n) {
     s->exp_lookups += (uint64_t)s->n_active;
     if (s->exp_status) return;   /* an expert read failed earlier in this batch */
 
-    /* routed experts: gate/up on each token's input, SwiGLU, down per pair;
-     * a chunk of experts at a time when the expert store cannot hold all */
+    /* routed experts: gate/up on each pair's input, SwiGLU, down; a chunk
+     * of experts at a time when the expert store cannot hold all */
     deepc_type wt = L->x_gate[s->active[0]].type, dt = L->x_down[s->active[0]].type;
-    const void *xin = s->xb;
+    const uint8_t *xin = (const uint8_t *)s->xb;
     size_t in_stride = (size_t)E * sizeof(float);
     if (s->k->act_type[wt] != DEEPC_TYPE_F32) {
         in_stride = deepc_act_convert(s, wt, s->xb, n, E, s->act);
         xin = s->act;
     }
-    bool conv = s->k->act_type[dt] != DEEPC_TYPE_F32;
-    size_t mid_stride = conv ? deepc_type_row_bytes(s->k->act_type[dt], (size_t)FX) : (size_t)FX * sizeof(float);
-    const void *mid = conv ? s->act2 : (const void *)s->ex_g;
-    moe_task t = { s, s->ex_w, 0, 0, 0, NULL };
-    for (int a0 = 0; a0 < s->n_active; a0 = t.a1) {
+    deepc_type at = s->k->act_type[dt];
+    const deepc_type_traits *ti = deepc_type_info((int)at);
+    bool conv = at != DEEPC_TYPE_F32;
+    size_t mid_stride = conv ? deepc_type_row_bytes(at, (size_t)FX) : (size_t)FX * sizeof(float);
+    int blk = (int)ti->block_elems, align = blk > MOE_ROW_ALIGN ? blk : MOE_ROW_ALIGN;
+    /* SwiGLU in the gate/up job needs slices on conversion-block boundaries */
+    bool fuse = FX % blk == 0 && align % MOE_ROW_ALIGN == 0;
+    moe_task gu = { .s = s, .w = s->ex_w, .xq = (const uint8_t *)s->ex_y, .xq_stride = (size_t)E * sizeof(float),
+                    .align = fuse ? align : MOE_ROW_ALIGN, .fuse = fuse,
+                    .quantize = conv ? s->k->quantize_act[at] : NULL, .mid_stride = mid_stride,
+                    .blk_elems = ti->block_elems, .blk_bytes = ti->block_bytes };
+    moe_task dn = { .s = s, .w = s->ex_w, .xq = conv ? (const uint8_t *)s->act2 : (const uint8_t *)s->ex_g,
+                    .xq_stride = mid_stride, .align = MOE_ROW_ALIGN };
+    for (int a0 = 0; a0 < s->n_active; a0 = gu.a1) {
         int cnt = s->n_active - a0;
         if (s->store) {
             cnt = deepc_expert_store_acquire(s->store, l, s->active + a0, cnt, a0 ? NULL : s->x, n, s->ex_w + 3 * (size_t)a0, &s->err);
@@ -122,25 +168,18 @@ void deepc_ffn_moe(deepc_session *s, const deepc_layer *L, int n) {
                 s->ex_w[3 * a + 2] = L->x_down[s->active[a]];
             }
         }
-        t.a0 = a0;
-        t.a1 = a0 + cnt;
-        t.xq = xin;
-        t.xq_stride = in_stride;
-        deepc_pool_run(s->pool, gate_up_run, &t);
-        if (cnt == s->n_active) {
-            deepc_swiglu(s->ex_g, s->ex_u, (size_t)n * K * FX);
-            if (conv) deepc_act_convert(s, dt, s->ex_g, n * K, FX, s->act2);
-        } else {   /* the same per-row operations on this chunk's pairs only */
-            for (int a = t.a0; a < t.a1; a++)
-                for (int i = s->exp_start[s->active[a]]; i < s->exp_start[s->active[a] + 1]; i++) {
-                    size_t p = (size_t)s->exp_pairs[i];
-                    deepc_swiglu(s->ex_g + p * FX, s->ex_u + p * FX, (size_t)FX);
-                    if (conv) deepc_act_convert(s, dt, s->ex_g + p * FX, 1, FX, (uint8_t *)s->act2 + p * mid_stride);
-                }
+        gu.a0 = dn.a0 = a0;
+        gu.a1 = dn.a1 = a0 + cnt;
+        /* the chunk's pairs are one run of sorted rows; gather their inputs */
+        int i0 = s->exp_start[s->active[a0]], i1 = s->exp_start[s->active[a0 + cnt - 1] + 1];
+        for (int i = i0; i < i1; i++)
+            memcpy((uint8_t *)s->ex_y + (size_t)i * gu.xq_stride, xin + (size_t)(s->exp_pairs[i] / K) * in_stride, in_stride);
+        deepc_pool_run(s->pool, gate_up_run, &gu);
+        if (!fuse) {
+            deepc_swiglu(s->ex_g + (size_t)i0 * FX, s->ex_u + (size_t)i0 * FX, (size_t)(i1 - i0) * FX);
+            if (conv) deepc_act_convert(s, dt, s->ex_g + (size_t)i0 * FX, i1 - i0, FX, (uint8_t *)s->act2 + (size_t)i0 * mid_stride);
         }
-        t.xq = mid;
-        t.xq_stride = mid_stride;
-        deepc_pool_run(s->pool, down_run, &t);
+        deepc_pool_run(s->pool, down_run, &dn);
         if (s->store) deepc_expert_store_release(s->store);
     }
 
@@ -159,7 +198,7 @@ void deepc_ffn_moe(deepc_session *s, const deepc_layer *L, int n) {
         float *x = s->x + (size_t)b * E;
         for (int i = 0; i < E; i++) {
             float acc = 0.0f;
-            for (int k = 0; k < K; k++) acc += s->route_w[(size_t)b * K + k] * s->ex_y[((size_t)b * K + k) * E + i];
+            for (int k = 0; k < K; k++) acc += s->route_w[(size_t)b * K + k] * s->ex_y[(size_t)s->route_ids[(size_t)b * K + k] * E + i];
             if (shared) acc += shared[(size_t)b * E + i];
             x[i] += acc;
         }

@@ -133,6 +133,10 @@ static void check_preset(const char *preset, const char *const *types, int n_typ
         double p0 = pos_rel_rms(got, want, 0, spec.vocab, want, n);
         printf("  %s %-5s vs fp32 reference: max |diff| prefill %.3g, token-by-token %.3g; rms/std %.4f / %.4f; position 0 rms/std %.4f\n",
                preset, types[t], db, dt, rb, rt, p0);
+        /* prefill (batches of 16 and 8: experts' pairs through the gemm,
+         * 1 thread) and decode (one vec_dot per output, 2 threads) agree bit
+         * for bit: the kernels' contract, so routing never flips between them */
+        assert_memory_equal(got, tok, n * sizeof *got);
         if (!strcmp(types[t], "f32")) {
             assert_true(db <= 0.05 && dt <= 0.05);
             assert_true(rb <= 0.005 && rt <= 0.005);
@@ -344,6 +348,7 @@ static void test_wide_deepseek3_low_bit_types(void **state) {
                cases[c].type, rb, rt, cases[c].seq, p0, cases[c].p0);
         assert_true(p0 <= cases[c].p0);
         assert_true(rb <= cases[c].seq && rt <= cases[c].seq);
+        assert_memory_equal(got, tok, n * sizeof *got); /* prefill = decode, bit for bit (see check_preset) */
         if (!strcmp(cases[c].type, "q2-experts") || !strcmp(cases[c].type, "q4")) {
             bool q2 = cases[c].type[1] == '2';
             for (size_t i = 0; i < deepc_model_n_tensors(m); i++) {

@@ -11,7 +11,10 @@
  *   thread count. vec_dot itself is held to the scalar one by test_kernels.c.
  *   Shapes cover every code path: tails of 1..7 blocks after the 8-block
  *   groups, a lone group after the 16-block pairs, several k-chunks, several
- *   row blocks and token tiles with remainders, padded strides.
+ *   row blocks and token tiles with remainders, padded strides; for the
+ *   k-quant kernels (q4_k, q3_k, q2_k), row counts around their register
+ *   block of 4, 1 .. 129 tokens (up to three tiles of 64), 1 .. 35
+ *   super-blocks, and raw bytes as well as quantizer output.
  * - axpy_f16_f32: bit-identical to scalar (multiply, then add: two roundings
  *   in every backend).
  * - the row forms (dot_rows_f16_f32, axpy_rows_f16_f32): bit-identical to the
@@ -256,6 +259,157 @@ static void test_every_gemm_equals_vec_dot(void **state) {
     assert_true(types > 0);
 }
 
+/* ---- k-quant gemm ------------------------------------------------------- */
+
+/* The k-quant kernels (q4_k, q3_k, q2_k weights x q8_k activations) have
+ * their own code paths: several rows in registers, token tiles of up to 64
+ * (so 65 and 70 tokens make two tiles, 129 three), a register block of rows
+ * with single-row tails. Shapes below cover each; lengths from one
+ * super-block to the 1.5B model's 8960 (35). */
+#define KQ_MAX_ROWS 13
+#define KQ_MAX_TOK 129
+#define KQ_MAX_NB 35
+#define KQ_PAD 2 /* extra blocks between rows */
+static unsigned char kq_w[KQ_MAX_ROWS * (KQ_MAX_NB + KQ_PAD) * sizeof(deepc_block_q4_k)];
+static deepc_block_q8_k kq_x[KQ_MAX_TOK * (KQ_MAX_NB + KQ_PAD)];
+static float kq_y[KQ_MAX_TOK * (KQ_MAX_ROWS + 3)], kq_f[KQ_MAX_NB * DEEPC_QK_K];
+
+typedef enum { KQ_QUANTIZED, KQ_RAW, KQ_SPECIAL, KQ_KINDS } kq_kind;
+static const char *const kq_kind_names[KQ_KINDS] = { "quantized", "raw", "special" };
+
+/* A random finite fp16 (either sign); special: now and then NaN, inf, 0. */
+static uint16_t kq_half(bool special) {
+    if (special && rng_int(0, 30) == 0) {
+        static const uint16_t sp[] = { 0x7e00, 0x7c00, 0xfc00, 0x0000, 0x8000, 0x0001 };
+        return sp[rng_int(0, 5)];
+    }
+    return (uint16_t)((rng_next() % 0x7c00u) | ((rng_next() & 1) << 15));
+}
+
+/* quantized: weights and activations from floats of mixed scales, as the
+ * engine makes them; raw: every weight byte random (any codes and packed
+ * scales; finite fp16 super-scales), activation bytes anywhere in
+ * [-128, 127] with random sums and scales: the integer paths must be exact
+ * for any input, not only what the quantizers produce; special: raw plus the
+ * odd NaN / infinite / zero scale on either side. Padding between rows is
+ * poisoned and must never be read into a result. */
+static void kq_fill(deepc_type t, kq_kind kind, int nrows, int ntok, size_t nb, size_t ws, size_t xs) {
+    size_t bb = deepc_type_info(t)->block_bytes;
+    for (int r = 0; r < nrows; r++) {
+        unsigned char *w = kq_w + (size_t)r * ws * bb;
+        if (kind == KQ_QUANTIZED) {
+            for (size_t i = 0; i < nb * DEEPC_QK_K; i++) kq_f[i] = ldexpf(rng_sym(), rng_int(-8, 8));
+            deepc_quantize_row(t, kq_f, w, nb * DEEPC_QK_K);
+        } else {
+            for (size_t i = 0; i < nb * bb; i++) w[i] = (unsigned char)rng_next();
+            for (size_t b = 0; b < nb; b++) {
+                unsigned char *blk = w + b * bb;
+                uint16_t d = kq_half(kind == KQ_SPECIAL), dmin = kq_half(kind == KQ_SPECIAL);
+                if (t == DEEPC_TYPE_Q4_K) {
+                    memcpy(blk + offsetof(deepc_block_q4_k, d), &d, 2);
+                    memcpy(blk + offsetof(deepc_block_q4_k, dmin), &dmin, 2);
+                } else if (t == DEEPC_TYPE_Q3_K) {
+                    memcpy(blk + offsetof(deepc_block_q3_k, d), &d, 2);
+                } else {
+                    memcpy(blk + offsetof(deepc_block_q2_k, d), &d, 2);
+                    memcpy(blk + offsetof(deepc_block_q2_k, dmin), &dmin, 2);
+                }
+            }
+        }
+        memset(w + nb * bb, 0xa5, (ws - nb) * bb);
+    }
+    for (int j = 0; j < ntok; j++) {
+        deepc_block_q8_k *x = kq_x + (size_t)j * xs;
+        if (kind == KQ_QUANTIZED) {
+            for (size_t i = 0; i < nb * DEEPC_QK_K; i++) kq_f[i] = ldexpf(rng_sym(), rng_int(-8, 8));
+            deepc_quantize_row(DEEPC_TYPE_Q8_K, kq_f, x, nb * DEEPC_QK_K);
+        } else {
+            for (size_t b = 0; b < nb; b++) {
+                for (int i = 0; i < DEEPC_QK_K; i++) x[b].qs[i] = (int8_t)rng_int(-128, 127);
+                for (int i = 0; i < DEEPC_QK_K / 16; i++) x[b].bsums[i] = (int16_t)rng_int(-2048, 2047);
+                x[b].d = ldexpf(rng_sym(), rng_int(-20, 0));
+                if (kind == KQ_SPECIAL && rng_int(0, 30) == 0) x[b].d = rng_int(0, 1) ? NAN : INFINITY;
+            }
+        }
+        memset(&x[nb], 0x5a, (xs - nb) * sizeof *x);
+    }
+}
+
+/* gemm over the shape, every output against vec_dot; outputs past nrows in
+ * each token row untouched. */
+static void kq_check(isa_case *c, const deepc_kernels *k, deepc_type t, kq_kind kind, int nrows, int ntok, size_t nb) {
+    size_t bb = deepc_type_info(t)->block_bytes, n = nb * DEEPC_QK_K;
+    size_t ws = nb + (size_t)rng_int(0, KQ_PAD), xs = nb + (size_t)rng_int(0, KQ_PAD);
+    size_t ys = (size_t)nrows + (size_t)rng_int(0, 3);
+    kq_fill(t, kind, nrows, ntok, nb, ws, xs);
+    const float canary = -12345.5f;
+    for (size_t i = 0; i < (size_t)ntok * ys; i++) kq_y[i] = canary;
+    k->gemm[t](nrows, ntok, n, kq_w, ws * bb, kq_x, xs * sizeof *kq_x, kq_y, ys);
+    for (int j = 0; j < ntok; j++) {
+        for (int r = 0; r < nrows; r++) {
+            float want = k->vec_dot[t](n, kq_w + (size_t)r * ws * bb, kq_x + (size_t)j * xs);
+            float got = kq_y[(size_t)j * ys + (size_t)r];
+            if (!same_float(got, want))
+                fail_msg("%s %s gemm %s data, %d rows x %d tokens, n=%zu: output (%d, %d) is %.9g (0x%08x), vec_dot %.9g (0x%08x)",
+                         c->name, deepc_type_info(t)->name, kq_kind_names[kind], nrows, ntok, n, r, j, got, bits(got),
+                         want, bits(want));
+        }
+        for (size_t r = (size_t)nrows; r < ys; r++)
+            if (kq_y[(size_t)j * ys + r] != canary)
+                fail_msg("%s %s gemm wrote past row %d of token %d", c->name, deepc_type_info(t)->name, nrows, j);
+    }
+    c->checks++;
+}
+
+static const deepc_type kq_types[] = { DEEPC_TYPE_Q4_K, DEEPC_TYPE_Q3_K, DEEPC_TYPE_Q2_K };
+
+static void test_kquant_gemm_equals_vec_dot(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    /* rows: 1, a register block (4) with and without tails; tokens: 1, 2,
+     * tails of a 16-lane and a 64-token tile, two and three tiles */
+    static const int shapes[][2] = { { 1, 1 }, { 5, 1 }, { 4, 2 }, { 4, 7 }, { 9, 31 }, { 13, 33 },
+                                     { 3, 64 }, { 6, 65 }, { 5, 70 }, { 2, 129 }, { 8, 16 } };
+    static const size_t nbs[] = { 1, 2, 6, 35 };
+    for (size_t ti = 0; ti < sizeof kq_types / sizeof kq_types[0]; ti++) {
+        deepc_type t = kq_types[ti];
+        assert_non_null(k->gemm[t]);
+        for (size_t ni = 0; ni < sizeof nbs / sizeof nbs[0]; ni++)
+            for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+                for (int kind = 0; kind < KQ_KINDS; kind++) {
+                    if (nbs[ni] == 35 && shapes[si][1] > 33 && kind != KQ_QUANTIZED) continue; /* time */
+                    kq_check(c, k, t, (kq_kind)kind, shapes[si][0], shapes[si][1], nbs[ni]);
+                }
+    }
+}
+
+/* Split into row and token ranges, as threads and batches split it: the same
+ * bits as one call. */
+static void test_kquant_gemm_split_is_invariant(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    const size_t nb = 3, n = nb * DEEPC_QK_K;
+    const int nrows = 13, ntok = 100;
+    static float whole[KQ_MAX_TOK * KQ_MAX_ROWS];
+    for (size_t ti = 0; ti < sizeof kq_types / sizeof kq_types[0]; ti++) {
+        deepc_type t = kq_types[ti];
+        size_t bb = deepc_type_info(t)->block_bytes;
+        kq_fill(t, KQ_QUANTIZED, nrows, ntok, nb, nb, nb);
+        k->gemm[t](nrows, ntok, n, kq_w, nb * bb, kq_x, nb * sizeof *kq_x, whole, (size_t)nrows);
+        const int rsplit[] = { 0, 1, 5, 8, 13 }, tsplit[] = { 0, 1, 34, 99, 100 };
+        for (int ri = 0; ri + 1 < 5; ri++)
+            for (int tj = 0; tj + 1 < 5; tj++) {
+                int r0 = rsplit[ri], t0 = tsplit[tj];
+                k->gemm[t](rsplit[ri + 1] - r0, tsplit[tj + 1] - t0, n, kq_w + (size_t)r0 * nb * bb, nb * bb,
+                           kq_x + (size_t)t0 * nb, nb * sizeof *kq_x, kq_y + (size_t)t0 * nrows + r0, (size_t)nrows);
+            }
+        for (int i = 0; i < nrows * ntok; i++)
+            if (!same_float(kq_y[i], whole[i]))
+                fail_msg("%s %s: split gemm differs at output %d", c->name, deepc_type_info(t)->name, i);
+        c->checks++;
+    }
+}
+
 /* ---- fp16 KV-cache primitives ------------------------------------------- */
 
 #define MAX_LEN 1100
@@ -389,7 +543,8 @@ static void test_row_forms_equal_single_calls(void **state) {
 #define OT(i, isa, fn) { isa ": " #fn, fn, NULL, NULL, &isas[i] }
 #define PER_ISA(i, isa)                                                                                   \
     OT(i, isa, test_q8_0_gemm_equals_vec_dot), OT(i, isa, test_q8_0_gemm_split_is_invariant),             \
-    OT(i, isa, test_every_gemm_equals_vec_dot),                                                           \
+    OT(i, isa, test_every_gemm_equals_vec_dot), OT(i, isa, test_kquant_gemm_equals_vec_dot),              \
+    OT(i, isa, test_kquant_gemm_split_is_invariant),                                                      \
     OT(i, isa, test_dot_f16_f32_matches_scalar), OT(i, isa, test_dot_f16_f32_propagates_non_finite),      \
     OT(i, isa, test_axpy_f16_f32_is_bit_identical), OT(i, isa, test_row_forms_equal_single_calls)
 
