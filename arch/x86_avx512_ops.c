@@ -344,7 +344,7 @@ KQ_INLINE __m256i opaque256(__m256i v) {
 
 /* One row's super-block, unpacked: the codes go to registers, the rest here. */
 typedef struct {
-    __m512i s[4];  /* chunk c's scale per int16 pair (the vpdpwssd / vpmaddwd operand) */
+    __m512i s[4];  /* no VNNI: chunk c's scale per int16 pair (the vpmaddwd operand) */
     __m512i sp[2]; /* VNNI: chunks 2i, 2i+1's scales in the low / high int16 of each lane */
     __m512i nc;    /* VNNI: -128 * sum_c scale * (4-byte code sums of chunk c), per lane */
     __m256i m;     /* q4_k: min pairs; q2_k: the sixteen mins; q3_k: the sixteen scales */
@@ -370,8 +370,6 @@ KQ_INLINE __m512i kq_pair(__m512i src, __m512i x_even, __m512i q_even, __m512i x
 
 KQ_INLINE void kq_vnni_prep(const __m512i Q[4], kq_wsb *o) {
     const __m512i ones = _mm512_set1_epi8(1), z = _mm512_setzero_si512();
-    o->sp[0] = _mm512_mask_blend_epi16((__mmask32)0xaaaaaaaau, o->s[0], o->s[1]);
-    o->sp[1] = _mm512_mask_blend_epi16((__mmask32)0xaaaaaaaau, o->s[2], o->s[3]);
     __m512i c = kq_pair(z, ones, Q[0], ones, Q[1], o->sp[0]);
     c = kq_pair(c, ones, Q[2], ones, Q[3], o->sp[1]);
     o->nc = _mm512_sub_epi32(z, _mm512_slli_epi32(c, 7));
@@ -385,14 +383,36 @@ static inline __m512i kq_idx4(int e0, int e1, int e2, int e3) {
                             (short)e0, (short)e0, (short)e0, (short)e0, (short)e0, (short)e0, (short)e0, (short)e0);
 }
 
+/* The same, two chunks interleaved (the VNNI path's pair operand): int16
+ * 2i of 128-bit lane j is element a_j, 2i + 1 is b_j. */
+static inline __m512i kq_idx4p(int a0, int b0, int a1, int b1, int a2, int b2, int a3, int b3) {
+    return _mm512_set_epi16((short)b3, (short)a3, (short)b3, (short)a3, (short)b3, (short)a3, (short)b3, (short)a3,
+                            (short)b2, (short)a2, (short)b2, (short)a2, (short)b2, (short)a2, (short)b2, (short)a2,
+                            (short)b1, (short)a1, (short)b1, (short)a1, (short)b1, (short)a1, (short)b1, (short)a1,
+                            (short)b0, (short)a0, (short)b0, (short)a0, (short)b0, (short)a0, (short)b0, (short)a0);
+}
+
 KQ_INLINE __m512i kq_shifts2(int lo, int hi) {
     return _mm512_inserti64x4(_mm512_set1_epi16((short)lo), _mm256_set1_epi16((short)hi), 1);
+}
+
+/* q3_k / q2_k: chunk c's 128-bit lane j is sub-block 4c + j. */
+KQ_INLINE void kq_sub16_scales(bool vnni, __m512i sc, kq_wsb *o) {
+    if (vnni) {
+        o->sp[0] = _mm512_permutexvar_epi16(kq_idx4p(0, 4, 1, 5, 2, 6, 3, 7), sc);
+        o->sp[1] = _mm512_permutexvar_epi16(kq_idx4p(8, 12, 9, 13, 10, 14, 11, 15), sc);
+        return;
+    }
+    o->s[0] = _mm512_permutexvar_epi16(kq_idx4(0, 1, 2, 3), sc);
+    o->s[1] = _mm512_permutexvar_epi16(kq_idx4(4, 5, 6, 7), sc);
+    o->s[2] = _mm512_permutexvar_epi16(kq_idx4(8, 9, 10, 11), sc);
+    o->s[3] = _mm512_permutexvar_epi16(kq_idx4(12, 13, 14, 15), sc);
 }
 
 /* Unpacks one super-block of row w (type t) into the codes Q[0..3] (chunk c:
  * elements 64c .. 64c+63, unsigned) and *o; the same operations as the
  * type's vec_dot. */
-KQ_INLINE void kq_unpack(deepc_type t, const void *w, __m512i Q[4], kq_wsb *o) {
+KQ_INLINE void kq_unpack(deepc_type t, bool vnni, const void *w, __m512i Q[4], kq_wsb *o) {
     if (t == DEEPC_TYPE_Q4_K) {
         const deepc_block_q4_k *a = w;
         const __m512i m4 = _mm512_set1_epi8(0x0f);
@@ -406,10 +426,15 @@ KQ_INLINE void kq_unpack(deepc_type t, const void *w, __m512i Q[4], kq_wsb *o) {
         __m128i mnb = _mm_setr_epi32((int)mn_lo, (int)mn_hi, 0, 0);
         o->m = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mnb, mnb));
         __m512i sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_setr_epi32((int)sc_lo, (int)sc_hi, 0, 0)));
-        o->s[0] = _mm512_permutexvar_epi16(kq_idx4(0, 0, 1, 1), sc);
-        o->s[1] = _mm512_permutexvar_epi16(kq_idx4(2, 2, 3, 3), sc);
-        o->s[2] = _mm512_permutexvar_epi16(kq_idx4(4, 4, 5, 5), sc);
-        o->s[3] = _mm512_permutexvar_epi16(kq_idx4(6, 6, 7, 7), sc);
+        if (vnni) {
+            o->sp[0] = _mm512_permutexvar_epi16(kq_idx4p(0, 2, 0, 2, 1, 3, 1, 3), sc);
+            o->sp[1] = _mm512_permutexvar_epi16(kq_idx4p(4, 6, 4, 6, 5, 7, 5, 7), sc);
+        } else {
+            o->s[0] = _mm512_permutexvar_epi16(kq_idx4(0, 0, 1, 1), sc);
+            o->s[1] = _mm512_permutexvar_epi16(kq_idx4(2, 2, 3, 3), sc);
+            o->s[2] = _mm512_permutexvar_epi16(kq_idx4(4, 4, 5, 5), sc);
+            o->s[3] = _mm512_permutexvar_epi16(kq_idx4(6, 6, 7, 7), sc);
+        }
         KQ_UNROLL
         for (int c = 0; c < 4; c++) {
             __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qs + 32 * c)));
@@ -432,10 +457,7 @@ KQ_INLINE void kq_unpack(deepc_type t, const void *w, __m512i Q[4], kq_wsb *o) {
         __m256i sc16 = _mm256_cvtepi8_epi16(s8);
         o->m = sc16;
         __m512i sc = _mm512_castsi256_si512(sc16);
-        o->s[0] = _mm512_permutexvar_epi16(kq_idx4(0, 1, 2, 3), sc);
-        o->s[1] = _mm512_permutexvar_epi16(kq_idx4(4, 5, 6, 7), sc);
-        o->s[2] = _mm512_permutexvar_epi16(kq_idx4(8, 9, 10, 11), sc);
-        o->s[3] = _mm512_permutexvar_epi16(kq_idx4(12, 13, 14, 15), sc);
+        kq_sub16_scales(vnni, sc, o);
         __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)a->hmask));
         KQ_UNROLL
         for (int c = 0; c < 4; c++) {
@@ -453,10 +475,7 @@ KQ_INLINE void kq_unpack(deepc_type t, const void *w, __m512i Q[4], kq_wsb *o) {
         __m128i sb = _mm_loadu_si128((const __m128i *)a->scales);
         __m512i sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(sb, m4)));
         o->m = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), m4));
-        o->s[0] = _mm512_permutexvar_epi16(kq_idx4(0, 1, 2, 3), sc);
-        o->s[1] = _mm512_permutexvar_epi16(kq_idx4(4, 5, 6, 7), sc);
-        o->s[2] = _mm512_permutexvar_epi16(kq_idx4(8, 9, 10, 11), sc);
-        o->s[3] = _mm512_permutexvar_epi16(kq_idx4(12, 13, 14, 15), sc);
+        kq_sub16_scales(vnni, sc, o);
         KQ_UNROLL
         for (int c = 0; c < 4; c++) {
             __m512i q2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qs + 32 * (c / 2))));
@@ -563,7 +582,7 @@ KQ_INLINE void kq_rows(deepc_type t, bool vnni, int R, size_t nb, const unsigned
         kq_wsb W[KQ_R];
         KQ_UNROLL
         for (int r = 0; r < R; r++) {
-            kq_unpack(t, w + (size_t)r * w_stride + ib * wblk, Q[r], &W[r]);
+            kq_unpack(t, vnni, w + (size_t)r * w_stride + ib * wblk, Q[r], &W[r]);
             if (vnni) kq_vnni_prep(Q[r], &W[r]);
         }
         kq_tokens(t, vnni, R, (const __m512i(*)[4])Q, W, x, x_stride, ib, tn, acc, accm);
