@@ -32,7 +32,8 @@ static const char bench_help[] =
     "  -b, --batch N          prompt tokens per forward batch (default: the library's, 64)\n"
     "  -o, --output FORMAT    table (default) or jsonl: one JSON object per test\n"
     "  --isa NAME             force a kernel backend (scalar, avx2, ...)\n"
-    "  --no-warmup            skip the untimed one-token warm-up before the first repetition\n"
+    "  --no-warmup            skip the untimed warm-up before the first repetition (one\n"
+    "                         token; MoE models: up to 64 prompt tokens, to touch the experts)\n"
     CLI_EXPERT_FLAGS_HELP
     "                         (with a cache smaller than the experts, bench prints the\n"
     "                         expert store's hit rate, MiB read per token, I/O stall and\n"
@@ -190,8 +191,15 @@ static int bench_once(deepc_model *m, const deepc_session_params *sp, const int3
         goto done;
     }
     snprintf(isa, isa_cap, "%s", deepc_session_isa(s));
-    if (warmup) {   /* touches every weight once, so the first timing does not pay for page faults */
-        if (deepc_session_eval(s, prompt, 1, NULL) || deepc_session_rewind(s, 0)) { rc = cli_fail("bench", "%s", deepc_last_error(s)); goto done; }
+    if (warmup) {
+        /* touches the weights once so the first timing does not pay for page
+         * faults: one token reaches every dense weight, but a MoE layer only
+         * its top-k experts, so MoE models warm up on (up to) 64 prompt
+         * tokens, which select nearly every expert of every layer */
+        deepc_model_info wi = { .struct_size = sizeof wi };
+        deepc_model_get_info(m, &wi);
+        int nw = wi.expert_bytes ? (p < 64 ? (p > 1 ? p : 1) : 64) : 1;
+        if (deepc_session_eval(s, prompt, nw, NULL) || deepc_session_rewind(s, 0)) { rc = cli_fail("bench", "%s", deepc_last_error(s)); goto done; }
     }
     deepc_session_expert_stats_reset(s);
     *pp_ts = *tg_ts = 0;
