@@ -27,40 +27,20 @@ static void gemm_by_vec_dot(deepc_vec_dot_fn dot, int nrows, int ntok, size_t n,
     }
 }
 
-void deepc_scalar_gemm_f32(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
-                           size_t x_stride, float *y, size_t y_stride) {
-    gemm_by_vec_dot(deepc_kernels_scalar()->vec_dot[DEEPC_TYPE_F32], nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
-}
-
-void deepc_scalar_gemm_f16(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
-                           size_t x_stride, float *y, size_t y_stride) {
-    gemm_by_vec_dot(deepc_kernels_scalar()->vec_dot[DEEPC_TYPE_F16], nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
-}
-
-void deepc_scalar_gemm_bf16(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
-                            size_t x_stride, float *y, size_t y_stride) {
-    gemm_by_vec_dot(deepc_kernels_scalar()->vec_dot[DEEPC_TYPE_BF16], nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
-}
-
-void deepc_scalar_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
-                            size_t x_stride, float *y, size_t y_stride) {
-    gemm_by_vec_dot(deepc_kernels_scalar()->vec_dot[DEEPC_TYPE_Q8_0], nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
-}
-
-void deepc_scalar_gemm_q4_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
-                            size_t x_stride, float *y, size_t y_stride) {
-    gemm_by_vec_dot(deepc_kernels_scalar()->vec_dot[DEEPC_TYPE_Q4_K], nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
-}
-
-void deepc_scalar_gemm_q3_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
-                            size_t x_stride, float *y, size_t y_stride) {
-    gemm_by_vec_dot(deepc_kernels_scalar()->vec_dot[DEEPC_TYPE_Q3_K], nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
-}
-
-void deepc_scalar_gemm_q2_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
-                            size_t x_stride, float *y, size_t y_stride) {
-    gemm_by_vec_dot(deepc_kernels_scalar()->vec_dot[DEEPC_TYPE_Q2_K], nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
-}
+/* The scalar table's gemm of each type: its own vec_dot per output. */
+#define SCALAR_GEMM(name, type)                                                                        \
+    void deepc_scalar_gemm_##name(int nrows, int ntok, size_t n, const void *w, size_t w_stride,      \
+                                  const void *x, size_t x_stride, float *y, size_t y_stride) {         \
+        gemm_by_vec_dot(deepc_kernels_scalar()->vec_dot[type], nrows, ntok, n, w, w_stride, x, x_stride, \
+                        y, y_stride);                                                                  \
+    }
+SCALAR_GEMM(f32, DEEPC_TYPE_F32)
+SCALAR_GEMM(f16, DEEPC_TYPE_F16)
+SCALAR_GEMM(bf16, DEEPC_TYPE_BF16)
+SCALAR_GEMM(q8_0, DEEPC_TYPE_Q8_0)
+SCALAR_GEMM(q4_k, DEEPC_TYPE_Q4_K)
+SCALAR_GEMM(q3_k, DEEPC_TYPE_Q3_K)
+SCALAR_GEMM(q2_k, DEEPC_TYPE_Q2_K)
 
 /* ---- fp16 KV cache ------------------------------------------------------ */
 

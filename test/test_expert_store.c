@@ -74,7 +74,7 @@ typedef struct {
     const char *pin;
 } cfg;
 
-static deepc_session *make_session(deepc_model *m, const cfg *c) {
+static deepc_session_params params_of(const cfg *c) {
     deepc_session_params sp = deepc_session_default_params();
     sp.n_threads = c->threads ? c->threads : 1;
     sp.n_batch = c->batch ? c->batch : 16;
@@ -85,6 +85,11 @@ static deepc_session *make_session(deepc_model *m, const cfg *c) {
     sp.expert_io_threads = c->io_threads;
     sp.expert_no_prefetch = c->no_prefetch;
     sp.expert_buffered_io = c->buffered;
+    return sp;
+}
+
+static deepc_session *make_session(deepc_model *m, const cfg *c) {
+    deepc_session_params sp = params_of(c);
     deepc_session *s;
     if (deepc_session_create(m, &sp, &s)) fail_msg("session: %s", deepc_open_error());
     return s;
@@ -234,8 +239,6 @@ static void test_budget_below_minimum_is_refused_naming_it(void **state) {
     deepc_model_close(m);
 }
 
-/* A batch whose tokens select more experts than the cache holds is computed
- * a chunk of experts at a time: each expert is still read once per batch. */
 /* max_ram: the expert cache gets what the weights, KV cache and scratch
  * leave. The least workable limit is found by bisection (each probe creates a
  * session); at it the store streams within its share and the logits equal the
@@ -250,13 +253,10 @@ static void test_max_ram_derives_the_expert_budget(void **state) {
     deepc_model_get_info(m, &mi);
     uint64_t total, min, slot;
     geometry(m, &total, &min, &slot);
-    deepc_session_params sp = deepc_session_default_params();
-    sp.n_threads = 1;
-    sp.n_batch = 16;
-    sp.n_ctx = 64;
+    cfg probe = { .max_ram = 1 };
+    deepc_session_params sp = params_of(&probe);
     deepc_session *s = NULL;
     uint64_t lo = 1, hi = 1ull << 34;         /* lo fails, hi works */
-    sp.max_ram_bytes = lo;
     assert_int_not_equal(deepc_session_create(m, &sp, &s), DEEPC_OK);
     assert_null(s);
     assert_non_null(strstr(deepc_open_error(), "too small"));
@@ -292,6 +292,8 @@ static void test_max_ram_derives_the_expert_budget(void **state) {
     deepc_model_close(m);
 }
 
+/* A batch whose tokens select more experts than the cache holds is computed
+ * a chunk of experts at a time: each expert is still read once per batch. */
 static void test_prompt_batch_reads_each_expert_once(void **state) {
     (void)state;
     hfgen_moe_spec spec;
