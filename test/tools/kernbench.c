@@ -12,6 +12,11 @@
  *            kernel's own speed with memory out of the way.
  * Reference lines: a plain 64-bit read loop and libc's memchr over the pool
  * (what one core can pull from memory with no arithmetic to do).
+ *
+ * --gemm ROWS,COLS,TOKENS instead times the batched product (prefill) of
+ * every table that has a gemm for the type: a ROWS x COLS matrix times
+ * TOKENS activation rows, in billions of multiply-adds per second of thread
+ * CPU time (which a busy, time-sliced machine distorts less than wall time).
  * Each figure is the best of several timed passes; the last column turns
  * the cache figure into billions of weights per second (GB/s over bytes per
  * weight), which compares kernels of different widths. A benchmark, not a
@@ -184,15 +189,76 @@ static double read_bandwidth_memchr(const unsigned char *pool, size_t bytes) {
     return best;
 }
 
+static double thread_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Best GMAC/s of the gemm over rows x cols x ntok: passes until 1 s of CPU
+ * time (at least 3, at most 50). The weights are filled randomly (as for the
+ * matvec), the activations quantized from random floats. */
+static int bench_gemm(const char *only_isa, int only_type, int rows, int cols, int ntok,
+                      const char *const *isa_names, size_t n_isa) {
+    float *xf = malloc((size_t)ntok * (size_t)cols * sizeof *xf);
+    float *y = malloc((size_t)ntok * (size_t)rows * sizeof *y);
+    if (!xf || !y) return 1;
+    for (size_t i = 0; i < (size_t)ntok * (size_t)cols; i++) xf[i] = rng_float();
+    printf("%d x %d matrix times %d tokens, 1 thread, GMAC/s of thread CPU time\n", rows, cols, ntok);
+    printf("%-11s %-8s %9s\n", "isa", "type", "GMAC/s");
+    for (int t = 0; t < DEEPC_TYPE_COUNT; t++) {
+        if (only_type >= 0 && t != only_type) continue;
+        const deepc_type_traits *ti = deepc_type_info((deepc_type)t);
+        if (cols % (int)ti->block_elems != 0) continue;
+        size_t row_bytes = deepc_type_row_bytes((deepc_type)t, (size_t)cols);
+        unsigned char *w = aligned_alloc(64, (row_bytes * (size_t)rows + 63) / 64 * 64);
+        if (!w) return 1;
+        fill_weights((deepc_type)t, w, row_bytes * (size_t)rows);
+        for (size_t i = 0; i < n_isa; i++) {
+            if (only_isa && strcmp(only_isa, isa_names[i]) != 0) continue;
+            const deepc_kernels *k = deepc_kernels_select(isa_names[i]);
+            if (!k || !k->gemm[t]) continue;
+            deepc_type at = k->act_type[t];
+            size_t x_stride = deepc_type_row_bytes(at, (size_t)cols);
+            unsigned char *x = malloc(x_stride * (size_t)ntok);
+            if (!x) return 1;
+            for (int j = 0; j < ntok; j++) {
+                const float *src = xf + (size_t)j * (size_t)cols;
+                if (at == DEEPC_TYPE_F32) memcpy(x + (size_t)j * x_stride, src, x_stride);
+                else deepc_quantize_row(at, src, x + (size_t)j * x_stride, (size_t)cols);
+            }
+            double best = 0.0, spent = 0.0;
+            k->gemm[t](rows, ntok, (size_t)cols, w, row_bytes, x, x_stride, y, (size_t)rows); /* warm up */
+            for (int pass = 0; pass < 50 && (pass < 3 || spent < 1.0); pass++) {
+                double t0 = thread_cpu_s();
+                k->gemm[t](rows, ntok, (size_t)cols, w, row_bytes, x, x_stride, y, (size_t)rows);
+                double dt = thread_cpu_s() - t0;
+                spent += dt;
+                sink = y[0];
+                double g = (double)rows * (double)cols * (double)ntok / dt / 1e9;
+                if (g > best) best = g;
+            }
+            printf("%-11s %-8s %9.1f\n", isa_names[i], ti->name, best);
+            fflush(stdout);
+            free(x);
+        }
+        free(w);
+    }
+    free(xf);
+    free(y);
+    return 0;
+}
+
 static int usage(void) {
-    fprintf(stderr, "usage: kernbench [--pool-mib N] [--isa NAME] [--type f32|f16|bf16|q8_0|q4_k|q3_k|q2_k|fp8_b128|q8_k]\n");
+    fprintf(stderr, "usage: kernbench [--pool-mib N] [--isa NAME] [--type f32|f16|bf16|q8_0|q4_k|q3_k|q2_k|fp8_b128|q8_k]\n"
+                    "                 [--gemm ROWS,COLS,TOKENS]\n");
     return 2;
 }
 
 int main(int argc, char **argv) {
     size_t pool_mib = 512;
     const char *only_isa = NULL;
-    int only_type = -1;
+    int only_type = -1, g_rows = 0, g_cols = 0, g_tok = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--pool-mib") && i + 1 < argc) {
             pool_mib = (size_t)strtoul(argv[++i], NULL, 10);
@@ -202,11 +268,19 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--type") && i + 1 < argc) {
             only_type = deepc_type_from_name(argv[++i]);
             if (only_type < 0) return usage();
+        } else if (!strcmp(argv[i], "--gemm") && i + 1 < argc) {
+            if (sscanf(argv[++i], "%d,%d,%d", &g_rows, &g_cols, &g_tok) != 3 || g_rows < 1 || g_cols < 1 ||
+                g_tok < 1 || g_rows > 1 << 20 || g_cols > 1 << 20 || g_tok > 4096)
+                return usage();
         } else {
             return usage();
         }
     }
     static const char *const isa_names[] = { "scalar", "avx2", "avx512", "avx512vnni" };
+    if (g_rows) {
+        printf("cpu: %s\n", deepc_cpu_describe());
+        return bench_gemm(only_isa, only_type, g_rows, g_cols, g_tok, isa_names, sizeof isa_names / sizeof isa_names[0]);
+    }
 
     size_t pool_bytes = pool_mib << 20;
     unsigned char *pool = aligned_alloc(64, pool_bytes);
