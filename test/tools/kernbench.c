@@ -196,7 +196,7 @@ static double thread_cpu_s(void) {
 }
 
 /* Best GMAC/s of the gemm over rows x cols x ntok: passes until 1 s of CPU
- * time (at least 3, at most 50). The weights are filled randomly (as for the
+ * time (at least 3, at most 200). The weights are filled randomly (as for the
  * matvec), the activations quantized from random floats. */
 static int bench_gemm(const char *only_isa, int only_type, int rows, int cols, int ntok,
                       const char *const *isa_names, size_t n_isa) {
@@ -229,7 +229,7 @@ static int bench_gemm(const char *only_isa, int only_type, int rows, int cols, i
             }
             double best = 0.0, spent = 0.0;
             k->gemm[t](rows, ntok, (size_t)cols, w, row_bytes, x, x_stride, y, (size_t)rows); /* warm up */
-            for (int pass = 0; pass < 50 && (pass < 3 || spent < 1.0); pass++) {
+            for (int pass = 0; pass < 200 && (pass < 3 || spent < 1.0); pass++) {
                 double t0 = thread_cpu_s();
                 k->gemm[t](rows, ntok, (size_t)cols, w, row_bytes, x, x_stride, y, (size_t)rows);
                 double dt = thread_cpu_s() - t0;
