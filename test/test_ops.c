@@ -95,7 +95,7 @@ static bool same_float(float a, float b) {
 /* ---- gemm --------------------------------------------------------------- */
 
 #define MAX_ROWS 70
-#define MAX_TOK 19
+#define MAX_TOK 37
 #define MAX_N (288 * DEEPC_QK8_0)
 #define PAD 3                       /* extra blocks / floats between rows */
 
@@ -185,8 +185,9 @@ static void test_q8_0_gemm_equals_vec_dot(void **state) {
     for (size_t i = 0; i < sizeof gemm_blocks / sizeof gemm_blocks[0]; i++) {
         size_t n = gemm_blocks[i] * DEEPC_QK8_0;
         for (int kind = 0; kind < GDATA_KINDS; kind++) {
-            /* token tiles 1, 8 (full), 9 and 19 (remainders); rows up to
-             * several row blocks at n = 8960 (40 rows of 9.5 KiB per block) */
+            /* token tiles 1, 8, 9 (odd: a lone last token) and 37 (two
+             * tiles of the avx512vnni kernel, 19 + 18); rows up to several
+             * row blocks at n = 8960 (32 or 40 rows of 9.5 KiB per block) */
             check_gemm_shape(c, k, (gdata_kind)kind, 5, 1, n);
             check_gemm_shape(c, k, (gdata_kind)kind, 3, 8, n);
             check_gemm_shape(c, k, (gdata_kind)kind, 17, 9, n);
