@@ -16,7 +16,8 @@
  * --gemm ROWS,COLS,TOKENS instead times the batched product (prefill) of
  * every table that has a gemm for the type: a ROWS x COLS matrix times
  * TOKENS activation rows, in billions of multiply-adds per second of thread
- * CPU time (which a busy, time-sliced machine distorts less than wall time).
+ * CPU time (which a busy, time-sliced machine distorts less than wall time),
+ * the median of many passes.
  * Each figure is the best of several timed passes; the last column turns
  * the cache figure into billions of weights per second (GB/s over bytes per
  * weight), which compares kernels of different widths. A benchmark, not a
@@ -195,9 +196,16 @@ static double thread_cpu_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Best GMAC/s of the gemm over rows x cols x ntok: passes until 1 s of CPU
- * time (at least 3, at most 200). The weights are filled randomly (as for the
+/* GMAC/s of the gemm over rows x cols x ntok, the median of passes (at
+ * least 5, at most 200, until 1 s of CPU time): on a shared VM the thread
+ * clock now and then misses time the thread spent descheduled, and a best
+ * pass can be such an outlier. The weights are filled randomly (as for the
  * matvec), the activations quantized from random floats. */
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static int bench_gemm(const char *only_isa, int only_type, int rows, int cols, int ntok,
                       const char *const *isa_names, size_t n_isa) {
     float *xf = malloc((size_t)ntok * (size_t)cols * sizeof *xf);
@@ -227,18 +235,19 @@ static int bench_gemm(const char *only_isa, int only_type, int rows, int cols, i
                 if (at == DEEPC_TYPE_F32) memcpy(x + (size_t)j * x_stride, src, x_stride);
                 else deepc_quantize_row(at, src, x + (size_t)j * x_stride, (size_t)cols);
             }
-            double best = 0.0, spent = 0.0;
+            double g[200], spent = 0.0;
+            int passes = 0;
             k->gemm[t](rows, ntok, (size_t)cols, w, row_bytes, x, x_stride, y, (size_t)rows); /* warm up */
-            for (int pass = 0; pass < 200 && (pass < 3 || spent < 1.0); pass++) {
+            while (passes < 200 && (passes < 5 || spent < 1.0)) {
                 double t0 = thread_cpu_s();
                 k->gemm[t](rows, ntok, (size_t)cols, w, row_bytes, x, x_stride, y, (size_t)rows);
                 double dt = thread_cpu_s() - t0;
                 spent += dt;
                 sink = y[0];
-                double g = (double)rows * (double)cols * (double)ntok / dt / 1e9;
-                if (g > best) best = g;
+                g[passes++] = (double)rows * (double)cols * (double)ntok / dt / 1e9;
             }
-            printf("%-11s %-8s %9.1f\n", isa_names[i], ti->name, best);
+            qsort(g, (size_t)passes, sizeof g[0], cmp_double);
+            printf("%-11s %-8s %9.1f\n", isa_names[i], ti->name, g[passes / 2]);
             fflush(stdout);
             free(x);
         }
