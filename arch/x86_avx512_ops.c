@@ -36,10 +36,20 @@
  * tokens, 20 KiB, stays in L1 while the row block passes over it. More
  * tokens per tile amortize each row's transposition further (32 measured
  * ~9% faster than 16); the accumulators, 32 bytes per output, bound
- * tokens x rows by the stack. */
+ * tokens x rows by the stack.
+ *
+ * Packing the tile costs about as much per token as a row pair's products
+ * per token (~12% of the time with 32-row blocks). When the whole width
+ * fits (n of a few thousand, no tail blocks), the tile of every chunk is
+ * therefore packed once per token tile and kept ("resident") for all row
+ * blocks, which then only bound the accumulators: fewer tokens per tile
+ * (about 22 at n = 1536), but each packed once per call. */
 #define GEMM_RN 32           /* tokens per tile */
 #define GEMM_RB_MAX 32       /* rows per row block (the accumulators: 32 KiB of stack) */
 #define GEMM_RB_BYTES (384 * 1024) /* a row block's weights stay in L2 across token tiles */
+#define GEMM_RES_XT 72       /* resident tiles: chunks x tokens (45 KiB) */
+#define GEMM_RES_RB 8        /* resident tiles: rows per row block */
+#define GEMM_RES_MIN 16      /* fewest tokens per resident tile worth it (transposition per output) */
 
 /* One token's share of a k-chunk (a pair of groups: 16 blocks), transposed. */
 typedef struct {
@@ -266,9 +276,9 @@ static void finish_row(const deepc_block_q8_0 *a, size_t nt, const tailpair *tp,
         dw[k] = _mm512_set1_ps(_cvtsh_ss(a[k].d));
     }
     for (int t = 0; t < tn; t += 2) {
-        const tailpair *p = &tp[t / 2];
         __m512 s1 = _mm512_setzero_ps();
         for (size_t k = 0; k < nt; k++) {
+            const tailpair *p = &tp[t / 2]; /* tp: NULL when nt is 0 */
             __m512i l = _mm512_dpbusd_epi32(p->nx[k], wq[k], p->x[k]);
             s1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(l), _mm512_mul_ps(dw[k], p->dx[k]), s1);
         }
@@ -277,59 +287,104 @@ static void finish_row(const deepc_block_q8_0 *a, size_t nt, const tailpair *tp,
     }
 }
 
+/* One row block (rn rows from wr) times one token tile (tn tokens from xr):
+ * the products into acc, then the tail blocks and the outputs. Resident:
+ * xt holds every chunk's tile (chunk c at xt + c * tn); else each chunk is
+ * packed into xt in turn. next: the next row block's first row (or NULL),
+ * prefetched at the end. */
+static void gemm_block(const unsigned char *wr, int rn, size_t w_stride, const unsigned char *xr, size_t x_stride,
+                       int tn, size_t ng, size_t nt, bool resident, xtile *xt, tailpair *tp, __m256 (*acc)[GEMM_RN],
+                       const unsigned char *next, float *y, size_t y_stride) {
+    for (int r = 0; r < rn; r++)
+        for (int t = 0; t < tn; t++) acc[r][t] = _mm256_setzero_ps();
+    for (size_t g0 = 0; g0 < ng; g0 += 2) {
+        bool full = g0 + 1 < ng;
+        size_t b0 = g0 * 8;
+        const xtile *xc = resident ? xt + (g0 / 2) * (size_t)tn : xt;
+        if (!resident)
+            for (int t = 0; t < tn; t++) pack_tile((const deepc_block_q8_0 *)(xr + (size_t)t * x_stride), b0, full, xt + t);
+        int r = 0;
+        for (; r + 2 <= rn; r += 2) {
+            /* prefetch the next row pair; after the last one the block's
+             * first at the next chunk, or the next block's at the first */
+            const deepc_block_q8_0 *pa = NULL, *pb = NULL;
+            if (r + 4 <= rn)
+                pa = (const deepc_block_q8_0 *)(wr + (size_t)(r + 2) * w_stride) + b0,
+                pb = (const deepc_block_q8_0 *)(wr + (size_t)(r + 3) * w_stride) + b0;
+            else if (g0 + 2 < ng)
+                pa = (const deepc_block_q8_0 *)wr + b0 + 16, pb = (const deepc_block_q8_0 *)(wr + w_stride) + b0 + 16;
+            else if (next)
+                pa = (const deepc_block_q8_0 *)next, pb = (const deepc_block_q8_0 *)(next + w_stride);
+            row_chunk2((const deepc_block_q8_0 *)(wr + (size_t)r * w_stride) + b0,
+                       (const deepc_block_q8_0 *)(wr + (size_t)(r + 1) * w_stride) + b0, full, xc, tn, acc[r],
+                       acc[r + 1], pa, pb);
+        }
+        if (r < rn) row_chunk((const deepc_block_q8_0 *)(wr + (size_t)r * w_stride) + b0, full, xc, tn, acc[r]);
+    }
+    /* an odd last token is packed twice; its high half is dropped */
+    for (int t = 0; t < tn && nt; t += 2)
+        pack_tail((const deepc_block_q8_0 *)(xr + (size_t)t * x_stride) + ng * 8,
+                  (const deepc_block_q8_0 *)(xr + (size_t)(t + 1 < tn ? t + 1 : t) * x_stride) + ng * 8, nt, &tp[t / 2]);
+    for (int r = 0; r < rn; r++)
+        finish_row((const deepc_block_q8_0 *)(wr + (size_t)r * w_stride) + ng * 8, nt, tp, tn, acc[r], y + (size_t)r,
+                   y_stride);
+}
+
 void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
                                 size_t x_stride, float *y, size_t y_stride) {
-    size_t nb = n / DEEPC_QK8_0, ng = nb / 8, nt = nb - ng * 8;
+    size_t nb = n / DEEPC_QK8_0, ng = nb / 8, nt = nb - ng * 8, chunks = (ng + 1) / 2;
     const unsigned char *wb = w, *xb = x;
+    union {
+        struct {              /* per row block: one chunk's tile, then the tail's tokens in its place */
+            union {
+                xtile xt[GEMM_RN];
+                tailpair tp[GEMM_RN / 2];
+            } u;
+            __m256 acc[GEMM_RB_MAX][GEMM_RN];
+        } b;
+        struct {              /* resident: every chunk's tile */
+            xtile xt[GEMM_RES_XT];
+            __m256 acc[GEMM_RES_RB][GEMM_RN];
+        } r;
+    } m;
+    _Static_assert(sizeof m <= 56 * 1024, "the stack core/kernels.h allows");
+    int res_tok = chunks ? (int)(GEMM_RES_XT / chunks) : GEMM_RN;
+    if (res_tok > GEMM_RN) res_tok = GEMM_RN;
+    bool resident = nt == 0 && res_tok >= GEMM_RES_MIN && ntok > 1;
+    /* equal token tiles: 33 tokens go as 17 + 16, not 32 + 1 */
+    int max_tile = resident ? res_tok : GEMM_RN;
+    int tiles = (ntok + max_tile - 1) / max_tile, tile = tiles ? (ntok + tiles - 1) / tiles : 1;
+    if (resident) {
+        /* token tiles outside: each packed once, the row blocks inside */
+        for (int t0 = 0; t0 < ntok; t0 += tile) {
+            int tn = ntok - t0 < tile ? ntok - t0 : tile;
+            const unsigned char *xr = xb + (size_t)t0 * x_stride;
+            for (size_t c = 0; c < chunks; c++)
+                for (int t = 0; t < tn; t++)
+                    pack_tile((const deepc_block_q8_0 *)(xr + (size_t)t * x_stride), c * 16, 2 * c + 1 < ng,
+                              &m.r.xt[c * (size_t)tn + (size_t)t]);
+            for (int r0 = 0; r0 < nrows; r0 += GEMM_RES_RB) {
+                int rn = nrows - r0 < GEMM_RES_RB ? nrows - r0 : GEMM_RES_RB;
+                const unsigned char *wr = wb + (size_t)r0 * w_stride;
+                gemm_block(wr, rn, w_stride, xr, x_stride, tn, ng, nt, true, m.r.xt, NULL, m.r.acc,
+                           r0 + rn + 1 < nrows ? wr + (size_t)rn * w_stride : NULL, y + (size_t)t0 * y_stride + (size_t)r0,
+                           y_stride);
+            }
+        }
+        return;
+    }
     size_t row_bytes = nb * sizeof(deepc_block_q8_0);
     int rb = row_bytes ? (int)(GEMM_RB_BYTES / row_bytes) : GEMM_RB_MAX;
     if (rb < 1) rb = 1;
     if (rb > GEMM_RB_MAX) rb = GEMM_RB_MAX;
-    /* equal token tiles: 33 tokens go as 17 + 16, not 32 + 1 */
-    int tiles = (ntok + GEMM_RN - 1) / GEMM_RN, tile = tiles ? (ntok + tiles - 1) / tiles : 1;
-    /* the tail's packed tokens take the tile's place once its chunks are done */
-    union {
-        xtile xt[GEMM_RN];
-        tailpair tp[GEMM_RN / 2];
-    } u;
-    __m256 acc[GEMM_RB_MAX][GEMM_RN];
-    _Static_assert(sizeof u + sizeof acc <= 56 * 1024, "the stack core/kernels.h allows");
+    /* row blocks outside: a block's weights stay in L2 across the token tiles */
     for (int r0 = 0; r0 < nrows; r0 += rb) {
         int rn = nrows - r0 < rb ? nrows - r0 : rb;
         const unsigned char *wr = wb + (size_t)r0 * w_stride;
         for (int t0 = 0; t0 < ntok; t0 += tile) {
             int tn = ntok - t0 < tile ? ntok - t0 : tile;
-            for (int r = 0; r < rn; r++)
-                for (int t = 0; t < tn; t++) acc[r][t] = _mm256_setzero_ps();
-            for (size_t g0 = 0; g0 < ng; g0 += 2) {
-                bool full = g0 + 1 < ng;
-                size_t b0 = g0 * 8;
-                for (int t = 0; t < tn; t++)
-                    pack_tile((const deepc_block_q8_0 *)(xb + (size_t)(t0 + t) * x_stride), b0, full, &u.xt[t]);
-                int r = 0;
-                for (; r + 2 <= rn; r += 2) {
-                    /* prefetch: the next row pair, after the last one the block's first at the next chunk */
-                    const deepc_block_q8_0 *pa = NULL, *pb = NULL;
-                    if (r + 4 <= rn)
-                        pa = (const deepc_block_q8_0 *)(wr + (size_t)(r + 2) * w_stride) + b0,
-                        pb = (const deepc_block_q8_0 *)(wr + (size_t)(r + 3) * w_stride) + b0;
-                    else if (g0 + 2 < ng)
-                        pa = (const deepc_block_q8_0 *)wr + b0 + 16,
-                        pb = (const deepc_block_q8_0 *)(wr + w_stride) + b0 + 16;
-                    row_chunk2((const deepc_block_q8_0 *)(wr + (size_t)r * w_stride) + b0,
-                               (const deepc_block_q8_0 *)(wr + (size_t)(r + 1) * w_stride) + b0, full, u.xt, tn, acc[r],
-                               acc[r + 1], pa, pb);
-                }
-                if (r < rn) row_chunk((const deepc_block_q8_0 *)(wr + (size_t)r * w_stride) + b0, full, u.xt, tn, acc[r]);
-            }
-            /* an odd last token is packed twice; its high half is dropped */
-            for (int t = 0; t < tn && nt; t += 2)
-                pack_tail((const deepc_block_q8_0 *)(xb + (size_t)(t0 + t) * x_stride) + ng * 8,
-                          (const deepc_block_q8_0 *)(xb + (size_t)(t0 + (t + 1 < tn ? t + 1 : t)) * x_stride) + ng * 8, nt,
-                          &u.tp[t / 2]);
-            for (int r = 0; r < rn; r++)
-                finish_row((const deepc_block_q8_0 *)(wb + (size_t)(r0 + r) * w_stride) + ng * 8, nt, u.tp, tn, acc[r],
-                           y + (size_t)t0 * y_stride + (size_t)(r0 + r), y_stride);
+            gemm_block(wr, rn, w_stride, xb + (size_t)t0 * x_stride, x_stride, tn, ng, nt, false, m.b.u.xt, m.b.u.tp,
+                       m.b.acc, NULL, y + (size_t)t0 * y_stride + (size_t)r0, y_stride);
         }
     }
 }
