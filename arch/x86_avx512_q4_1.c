@@ -127,19 +127,17 @@ Q41_INLINE __m256i q41_hsum8x8(__m256i v0, __m256i v1, __m256i v2, __m256i v3, _
                             _mm256_permute2x128_si256(h0123, h4567, 0x31));
 }
 
-Q41_INLINE __m256i q41_block_or_zero(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b, size_t k, size_t c,
-                                     bool vnni) {
-    return k < c ? q41_block(a + k, b + k, vnni) : _mm256_setzero_si256();
-}
-
-/* The group's 16 totals I + X * 2^17 (blocks c and above: 0). Written out,
- * not as an array, so every vector stays in a register. */
+/* The group's 16 totals I + X * 2^17, in order. Blocks c and above (the
+ * last group only) repeat block c - 1, so every load stays inside the rows
+ * and the code has no branches; their lanes are zeroed at the end. Written
+ * out, not as an array, so every vector stays in a register. */
 Q41_INLINE __m512i q41_group_totals(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b, size_t c, bool vnni) {
-#define B(k) q41_block_or_zero(a, b, k, c, vnni)
+#define B(k) q41_block(a + ((k) < c ? (k) : c - 1), b + ((k) < c ? (k) : c - 1), vnni)
     __m256i lo = q41_hsum8x8(B(0), B(1), B(2), B(3), B(4), B(5), B(6), B(7));
-    __m256i hi = c > 8 ? q41_hsum8x8(B(8), B(9), B(10), B(11), B(12), B(13), B(14), B(15)) : _mm256_setzero_si256();
+    __m256i hi = q41_hsum8x8(B(8), B(9), B(10), B(11), B(12), B(13), B(14), B(15));
 #undef B
-    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    __m512i t = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    return c >= Q41_G ? t : _mm512_maskz_mov_epi32((__mmask16)((1u << c) - 1), t);
 }
 
 /* One group of c blocks (16 but for the last) into acc. */

@@ -12,6 +12,13 @@
  *            kernel's own speed with memory out of the way.
  * Reference lines: a plain 64-bit read loop and libc's memchr over the pool
  * (what one core can pull from memory with no arithmetic to do).
+ *
+ * --gemm NTOK [--cols N] times the batched product instead (prefill): a
+ * 512 x N matrix (default N 4096; 1408 is DeepSeek-V2-Lite's expert
+ * down_proj) times NTOK activation rows, once through the table's gemm and
+ * once as vec_dot per output (what callers do where gemm is NULL), in
+ * billions of weight-token products per second of thread CPU time (which a
+ * shared, time-sliced machine disturbs less than wall time).
  * Each figure is the best of several timed passes; the last column turns
  * the cache figure into billions of weights per second (GB/s over bytes per
  * weight), which compares kernels of different widths. A benchmark, not a
@@ -80,6 +87,7 @@ static void fill_weights(deepc_type t, unsigned char *p, size_t bytes) {
         break;
     }
     case DEEPC_TYPE_Q4_K:
+    case DEEPC_TYPE_Q4_1:
     case DEEPC_TYPE_Q3_K:
     case DEEPC_TYPE_Q2_K:
     case DEEPC_TYPE_FP8_B128:
@@ -94,7 +102,7 @@ static void fill_weights(deepc_type t, unsigned char *p, size_t bytes) {
         uint16_t d = deepc_fp32_to_fp16(0.01f), dmin = deepc_fp32_to_fp16(0.002f);
         for (size_t b = 0; b + bb <= bytes; b += bb) {
             unsigned char *blk = p + b;
-            if (t == DEEPC_TYPE_Q4_K) {
+            if (t == DEEPC_TYPE_Q4_K || t == DEEPC_TYPE_Q4_1) { /* d, then dmin / m */
                 memcpy(blk, &d, 2);
                 memcpy(blk + 2, &dmin, 2);
             } else if (t == DEEPC_TYPE_Q3_K) {
@@ -184,15 +192,92 @@ static double read_bandwidth_memchr(const unsigned char *pool, size_t bytes) {
     return best;
 }
 
+/* ---- --gemm ------------------------------------------------------------- */
+
+#define GEMM_ROWS 512
+
+static double thread_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The vec_dot-per-output fallback, in the callers' order. */
+static void gemm_by_dot(deepc_vec_dot_fn dot, int nrows, int ntok, size_t n, const unsigned char *w, size_t ws,
+                        const unsigned char *x, size_t xs, float *y) {
+    for (int r = 0; r < nrows; r++)
+        for (int t = 0; t < ntok; t++) y[(size_t)t * nrows + (size_t)r] = dot(n, w + (size_t)r * ws, x + (size_t)t * xs);
+}
+
+/* Best of 7 passes (at least 0.2 s of CPU each), in G weight-token products/s. */
+static double bench_gemm(const deepc_kernels *k, deepc_type t, bool use_gemm, const unsigned char *w, size_t ws,
+                         const unsigned char *x, size_t xs, size_t n, int ntok, float *y) {
+    double best = 0.0;
+    for (int pass = 0; pass < 7; pass++) {
+        int reps = 0;
+        double t0 = thread_cpu_s(), dt;
+        do {
+            if (use_gemm) k->gemm[t](GEMM_ROWS, ntok, n, w, ws, x, xs, y, (size_t)GEMM_ROWS);
+            else gemm_by_dot(k->vec_dot[t], GEMM_ROWS, ntok, n, w, ws, x, xs, y);
+            reps++;
+            dt = thread_cpu_s() - t0;
+        } while (dt < 0.2);
+        sink = y[0];
+        double g = (double)reps * GEMM_ROWS * (double)ntok * (double)n / dt / 1e9;
+        if (g > best) best = g;
+    }
+    return best;
+}
+
+static int run_gemm(const char *only_isa, int only_type, int ntok, size_t n) {
+    static const char *const isa_names[] = { "scalar", "avx2", "avx512", "avx512vnni" };
+    size_t wmax = deepc_type_row_bytes(DEEPC_TYPE_F32, n) * GEMM_ROWS, xmax = deepc_type_row_bytes(DEEPC_TYPE_F32, n);
+    unsigned char *w = aligned_alloc(64, wmax), *x = aligned_alloc(64, xmax * (size_t)ntok);
+    float *xf = malloc(n * sizeof *xf), *y = malloc((size_t)ntok * GEMM_ROWS * sizeof *y);
+    if (!w || !x || !xf || !y) return 1;
+    printf("cpu: %s\n", deepc_cpu_describe());
+    printf("%d x %zu matrix times %d tokens, 1 thread, G weight-token products per CPU second\n", GEMM_ROWS, n, ntok);
+    printf("%-11s %-8s %9s %9s %7s\n", "isa", "type", "gemm", "vec_dot", "ratio");
+    for (int t = 0; t < DEEPC_TYPE_COUNT; t++) {
+        if (only_type >= 0 && t != only_type) continue;
+        size_t ws = deepc_type_row_bytes((deepc_type)t, n);
+        if (ws == 0) continue;
+        fill_weights((deepc_type)t, w, ws * GEMM_ROWS);
+        for (size_t i = 0; i < sizeof isa_names / sizeof isa_names[0]; i++) {
+            if (only_isa && strcmp(only_isa, isa_names[i]) != 0) continue;
+            const deepc_kernels *k = deepc_kernels_select(isa_names[i]);
+            if (!k) continue;
+            deepc_type at = k->act_type[t];
+            size_t xs = deepc_type_row_bytes(at, n);
+            for (int j = 0; j < ntok; j++) {
+                for (size_t e = 0; e < n; e++) xf[e] = rng_float();
+                k->quantize_act[at](xf, x + (size_t)j * xs, n);
+            }
+            double dot = bench_gemm(k, (deepc_type)t, false, w, ws, x, xs, n, ntok, y);
+            if (!k->gemm[t]) {
+                printf("%-11s %-8s %9s %9.2f %7s\n", isa_names[i], deepc_type_info(t)->name, "none", dot, "");
+                continue;
+            }
+            double gm = bench_gemm(k, (deepc_type)t, true, w, ws, x, xs, n, ntok, y);
+            printf("%-11s %-8s %9.2f %9.2f %7.2f\n", isa_names[i], deepc_type_info(t)->name, gm, dot, gm / dot);
+            fflush(stdout);
+        }
+    }
+    free(w), free(x), free(xf), free(y);
+    return 0;
+}
+
 static int usage(void) {
-    fprintf(stderr, "usage: kernbench [--pool-mib N] [--isa NAME] [--type f32|f16|bf16|q8_0|q4_k|q3_k|q2_k|fp8_b128|q8_k]\n");
+    fprintf(stderr, "usage: kernbench [--pool-mib N] [--isa NAME] [--type f32|f16|bf16|q8_0|q4_k|q3_k|q2_k|fp8_b128|q8_k|q4_1]\n"
+                    "                 [--gemm NTOK [--cols N]]\n");
     return 2;
 }
 
 int main(int argc, char **argv) {
     size_t pool_mib = 512;
     const char *only_isa = NULL;
-    int only_type = -1;
+    int only_type = -1, gemm_tok = 0;
+    size_t cols = COLS;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--pool-mib") && i + 1 < argc) {
             pool_mib = (size_t)strtoul(argv[++i], NULL, 10);
@@ -202,10 +287,17 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--type") && i + 1 < argc) {
             only_type = deepc_type_from_name(argv[++i]);
             if (only_type < 0) return usage();
+        } else if (!strcmp(argv[i], "--gemm") && i + 1 < argc) {
+            gemm_tok = atoi(argv[++i]);
+            if (gemm_tok < 1 || gemm_tok > 4096) return usage();
+        } else if (!strcmp(argv[i], "--cols") && i + 1 < argc) {
+            cols = (size_t)strtoul(argv[++i], NULL, 10);
+            if (cols < 32 || cols > (1u << 16) || cols % 32) return usage();
         } else {
             return usage();
         }
     }
+    if (gemm_tok) return run_gemm(only_isa, only_type, gemm_tok, cols);
     static const char *const isa_names[] = { "scalar", "avx2", "avx512", "avx512vnni" };
 
     size_t pool_bytes = pool_mib << 20;
