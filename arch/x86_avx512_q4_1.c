@@ -63,14 +63,33 @@ Q41_INLINE __m512i q41_ld_w(const void *p, int i, size_t c) { /* words 32i .. 32
     return _mm512_maskz_loadu_epi16(k, (const unsigned char *)p + 64 * i);
 }
 
-Q41_INLINE void q41_load_dm(const deepc_block_q4_1 *a, size_t c, __m512 *dw, __m512 *mw) {
-    /* lane k: dword 5k, within the pair of loads that holds it */
-    const __m512i idx = _mm512_setr_epi32(0, 5, 10, 15, 20, 25, 30, 3, 8, 13, 18, 23, 28, 1, 6, 11);
-    __m512i dm = _mm512_permutex2var_epi32(q41_ld_dw(a, 0, c), idx, q41_ld_dw(a, 1, c));           /* blocks 0-6 */
-    dm = _mm512_mask_mov_epi32(dm, 0x1f80, _mm512_permutex2var_epi32(q41_ld_dw(a, 2, c), idx, q41_ld_dw(a, 3, c)));
-    dm = _mm512_mask_permutexvar_epi32(dm, 0xe000, idx, q41_ld_dw(a, 4, c));                          /* 13-15 */
+/* Lane k: dword 5k + o (o < 5) of the group's 80 dwords z[0..4], i.e.
+ * dword o of block k: from z0:z1 below dword 32, z2:z3 below 64, z4 above.
+ * The permutes use the index's low 5 (4) bits, so one index serves all. */
+Q41_INLINE __m512i q41_pick(__m512i z0, __m512i z1, __m512i z2, __m512i z3, __m512i z4, int o) {
+    static const __mmask16 mid[5] = { 0x1f80, 0x1f80, 0x1fc0, 0x1fc0, 0x0fc0 };
+    static const __mmask16 hi[5] = { 0xe000, 0xe000, 0xe000, 0xe000, 0xf000 };
+    __m512i idx = _mm512_add_epi32(_mm512_setr_epi32(0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75),
+                                   _mm512_set1_epi32(o));
+    __m512i r = _mm512_permutex2var_epi32(z0, idx, z1);
+    r = _mm512_mask_mov_epi32(r, mid[o], _mm512_permutex2var_epi32(z2, idx, z3));
+    return _mm512_mask_permutexvar_epi32(r, hi[o], idx, z4);
+}
+
+/* The five loads of a group's weight blocks, named (not an array: the
+ * compiler kept an array on the stack). */
+#define Q41_LOAD_Z(a, c)                                                                                  \
+    __m512i z0 = q41_ld_dw(a, 0, c), z1 = q41_ld_dw(a, 1, c), z2 = q41_ld_dw(a, 2, c), z3 = q41_ld_dw(a, 3, c), \
+            z4 = q41_ld_dw(a, 4, c)
+
+Q41_INLINE void q41_dm_of(__m512i dm, __m512 *dw, __m512 *mw) {
     *dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
     *mw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+}
+
+Q41_INLINE void q41_load_dm(const deepc_block_q4_1 *a, size_t c, __m512 *dw, __m512 *mw) {
+    Q41_LOAD_Z(a, c);
+    q41_dm_of(q41_pick(z0, z1, z2, z3, z4, 0), dw, mw);
 }
 
 Q41_INLINE __m512 q41_load_dx(const deepc_block_q8_0 *b, size_t c) {
@@ -220,32 +239,25 @@ static void q41_pack_group(const deepc_block_q8_0 *b, size_t c, q41_xgroup *xg) 
     xg->dx = q41_load_dx(b, c);
 }
 
-Q41_INLINE __m128i q41_ld128(const deepc_block_q4_1 *a, size_t k, size_t c) {
-    return k < c ? _mm_loadu_si128((const __m128i *)a[k].qs) : _mm_setzero_si128();
-}
-
 /* Weight blocks 0 .. c-1 of a transposed (zero above): W[j] lane k = the
  * codes of elements 4j .. 4j+3 of block k (j < 4: low nibbles of qs dword
- * j; j >= 4: the high nibbles of qs dword j - 4), and the scales. */
+ * j, dword j + 1 of the block; j >= 4: the high nibbles of qs dword j - 4),
+ * and the scales, all picked out of the same five loads. */
 Q41_INLINE void q41_load_w(const deepc_block_q4_1 *a, size_t c, __m512i W[8], __m512 *dw, __m512 *mw) {
-    /* Z_i, 128-bit lane L: qs of block 4L + i */
-#define Z(i)                                                                                                     \
-    _mm512_inserti32x4(                                                                                          \
-        _mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(q41_ld128(a, i, c)), q41_ld128(a, (i) + 4, c), 1), \
-                           q41_ld128(a, (i) + 8, c), 2),                                                         \
-        q41_ld128(a, (i) + 12, c), 3)
-    __m512i z0 = Z(0), z1 = Z(1), z2 = Z(2), z3 = Z(3);
-#undef Z
-    __m512i t0 = _mm512_unpacklo_epi32(z0, z1), t1 = _mm512_unpackhi_epi32(z0, z1);
-    __m512i t2 = _mm512_unpacklo_epi32(z2, z3), t3 = _mm512_unpackhi_epi32(z2, z3);
-    __m512i r0 = _mm512_unpacklo_epi64(t0, t2), r1 = _mm512_unpackhi_epi64(t0, t2);
-    __m512i r2 = _mm512_unpacklo_epi64(t1, t3), r3 = _mm512_unpackhi_epi64(t1, t3);
     const __m512i m4 = _mm512_set1_epi8(15);
-    W[0] = _mm512_and_si512(r0, m4), W[4] = _mm512_and_si512(_mm512_srli_epi16(r0, 4), m4);
-    W[1] = _mm512_and_si512(r1, m4), W[5] = _mm512_and_si512(_mm512_srli_epi16(r1, 4), m4);
-    W[2] = _mm512_and_si512(r2, m4), W[6] = _mm512_and_si512(_mm512_srli_epi16(r2, 4), m4);
-    W[3] = _mm512_and_si512(r3, m4), W[7] = _mm512_and_si512(_mm512_srli_epi16(r3, 4), m4);
-    q41_load_dm(a, c, dw, mw);
+    Q41_LOAD_Z(a, c);
+#define R(j)                                                                 \
+    do {                                                                     \
+        __m512i r = q41_pick(z0, z1, z2, z3, z4, (j) + 1);                   \
+        W[j] = _mm512_and_si512(r, m4);                                      \
+        W[(j) + 4] = _mm512_and_si512(_mm512_srli_epi16(r, 4), m4);          \
+    } while (0)
+    R(0);
+    R(1);
+    R(2);
+    R(3);
+#undef R
+    q41_dm_of(q41_pick(z0, z1, z2, z3, z4, 0), dw, mw);
 }
 
 /* The 16 exact dots of weight group W with token group q. Without VNNI:
@@ -275,7 +287,6 @@ Q41_INLINE __m512i q41_idot(const __m512i W[8], const __m512i *q, bool vnni) {
 Q41_INLINE void q41_rows(const deepc_block_q4_1 *wa, const deepc_block_q4_1 *wb, bool two, size_t nb, size_t ng,
                          const q41_xgroup *xt, int tn, float *y, size_t ys, bool vnni) {
     __m512 acca[Q41_TN], accb[Q41_TN];
-    for (int t = 0; t < tn; t++) acca[t] = accb[t] = _mm512_setzero_ps();
     for (size_t g = 0; g < ng; g++) {
         size_t c = nb - g * Q41_G;
         if (c > Q41_G) c = Q41_G;
@@ -289,8 +300,10 @@ Q41_INLINE void q41_rows(const deepc_block_q4_1 *wa, const deepc_block_q4_1 *wb,
         }
         for (int t = 0; t < tn; t++) {
             const q41_xgroup *x = &xt[(size_t)t * ng + g];
-            acca[t] = q41_group_fma(q41_idot(A, x->q, vnni), x->fx, da, ma, x->dx, acca[t]);
-            if (two) accb[t] = q41_group_fma(q41_idot(B, x->q, vnni), x->fx, db, mb, x->dx, accb[t]);
+            /* the first group starts from zero, as vec_dot's accumulator */
+            __m512 a0 = g ? acca[t] : _mm512_setzero_ps(), b0 = g ? accb[t] : _mm512_setzero_ps();
+            acca[t] = q41_group_fma(q41_idot(A, x->q, vnni), x->fx, da, ma, x->dx, a0);
+            if (two) accb[t] = q41_group_fma(q41_idot(B, x->q, vnni), x->fx, db, mb, x->dx, b0);
         }
     }
     for (int t = 0; t < tn; t++) {
