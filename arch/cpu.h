@@ -44,6 +44,11 @@ const char *deepc_cpu_describe_arm(void);
 const deepc_kernels *deepc_kernels_avx2(void);       /* arch/x86_avx2.c */
 const deepc_kernels *deepc_kernels_avx512(void);     /* arch/x86_avx512.c */
 const deepc_kernels *deepc_kernels_avx512vnni(void); /* arch/x86_avx512.c */
+/* q4_1 x Q8_0 vec_dots: arch/x86_avx2_q4_1.c ("avx2") and
+ * arch/x86_avx512_q4_1.c ("avx512", "avx512vnni" with the _vnni suffix) */
+float deepc_avx2_vec_dot_q4_1(size_t n, const void *w, const void *x);
+float deepc_avx512_vec_dot_q4_1(size_t n, const void *w, const void *x);
+float deepc_avx512_vec_dot_q4_1_vnni(size_t n, const void *w, const void *x);
 #endif
 #if defined(__aarch64__)
 const deepc_kernels *deepc_kernels_neon(void);         /* arch/neon_kernels.c */
@@ -102,7 +107,7 @@ typedef void deepc_axpy_rows_f16_kernel(size_t n, size_t m, const float *alpha, 
 /* arch/scalar_ops.c: gemm is vec_dot per output (the definition the SIMD
  * ones are held to); the cache kernels are plain loops */
 deepc_gemm_kernel deepc_scalar_gemm_f32, deepc_scalar_gemm_f16, deepc_scalar_gemm_bf16, deepc_scalar_gemm_q8_0;
-deepc_gemm_kernel deepc_scalar_gemm_q4_k, deepc_scalar_gemm_q3_k, deepc_scalar_gemm_q2_k;
+deepc_gemm_kernel deepc_scalar_gemm_q4_k, deepc_scalar_gemm_q3_k, deepc_scalar_gemm_q2_k, deepc_scalar_gemm_q4_1;
 deepc_dot_f16_kernel deepc_scalar_dot_f16_f32;
 deepc_axpy_f16_kernel deepc_scalar_axpy_f16_f32;
 deepc_dot_rows_f16_kernel deepc_scalar_dot_rows_f16_f32;
@@ -112,7 +117,7 @@ deepc_axpy_rows_f16_kernel deepc_scalar_axpy_rows_f16_f32;
     .gemm = { [DEEPC_TYPE_F32] = deepc_scalar_gemm_f32, [DEEPC_TYPE_F16] = deepc_scalar_gemm_f16,  \
               [DEEPC_TYPE_BF16] = deepc_scalar_gemm_bf16, [DEEPC_TYPE_Q8_0] = deepc_scalar_gemm_q8_0, \
               [DEEPC_TYPE_Q4_K] = deepc_scalar_gemm_q4_k, [DEEPC_TYPE_Q3_K] = deepc_scalar_gemm_q3_k, \
-              [DEEPC_TYPE_Q2_K] = deepc_scalar_gemm_q2_k },                                          \
+              [DEEPC_TYPE_Q2_K] = deepc_scalar_gemm_q2_k, [DEEPC_TYPE_Q4_1] = deepc_scalar_gemm_q4_1 },  \
     .dot_f16_f32 = deepc_scalar_dot_f16_f32, .axpy_f16_f32 = deepc_scalar_axpy_f16_f32,            \
     .dot_rows_f16_f32 = deepc_scalar_dot_rows_f16_f32, .axpy_rows_f16_f32 = deepc_scalar_axpy_rows_f16_f32
 
@@ -121,6 +126,9 @@ deepc_axpy_rows_f16_kernel deepc_scalar_axpy_rows_f16_f32;
  * bit, and the avx512 table's (whose Q8_0 dot has the same arithmetic), so
  * "avx512", which must not use VNNI, takes it too. */
 deepc_gemm_kernel deepc_avx2_gemm_q8_0, deepc_avx2_gemm_q4_k, deepc_avx2_gemm_q3_k, deepc_avx2_gemm_q2_k;
+/* arch/x86_avx2_q4_1.c, arch/x86_avx512_q4_1.c: each equals its own table's
+ * q4_1 vec_dot bit for bit */
+deepc_gemm_kernel deepc_avx2_gemm_q4_1, deepc_avx512_gemm_q4_1, deepc_avx512vnni_gemm_q4_1;
 deepc_dot_f16_kernel deepc_avx2_dot_f16_f32;
 deepc_axpy_f16_kernel deepc_avx2_axpy_f16_f32;
 deepc_dot_rows_f16_kernel deepc_avx2_dot_rows_f16_f32;
@@ -136,7 +144,8 @@ deepc_axpy_rows_f16_kernel deepc_avx512_axpy_rows_f16_f32;
 
 #define DEEPC_OPS_AVX2                                                                              \
     .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx2_gemm_q8_0, [DEEPC_TYPE_Q4_K] = deepc_avx2_gemm_q4_k,        \
-              [DEEPC_TYPE_Q3_K] = deepc_avx2_gemm_q3_k, [DEEPC_TYPE_Q2_K] = deepc_avx2_gemm_q2_k },     \
+              [DEEPC_TYPE_Q3_K] = deepc_avx2_gemm_q3_k, [DEEPC_TYPE_Q2_K] = deepc_avx2_gemm_q2_k,      \
+              [DEEPC_TYPE_Q4_1] = deepc_avx2_gemm_q4_1 },                                              \
     .dot_f16_f32 = deepc_avx2_dot_f16_f32, .axpy_f16_f32 = deepc_avx2_axpy_f16_f32,                \
     .dot_rows_f16_f32 = deepc_avx2_dot_rows_f16_f32, .axpy_rows_f16_f32 = deepc_avx2_axpy_rows_f16_f32
 #define DEEPC_OPS_AVX512_FP16                                                                       \
@@ -144,11 +153,13 @@ deepc_axpy_rows_f16_kernel deepc_avx512_axpy_rows_f16_f32;
     .dot_rows_f16_f32 = deepc_avx512_dot_rows_f16_f32, .axpy_rows_f16_f32 = deepc_avx512_axpy_rows_f16_f32
 #define DEEPC_OPS_AVX512                                                                            \
     .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx2_gemm_q8_0, [DEEPC_TYPE_Q4_K] = deepc_avx512_gemm_q4_k,      \
-              [DEEPC_TYPE_Q3_K] = deepc_avx512_gemm_q3_k, [DEEPC_TYPE_Q2_K] = deepc_avx512_gemm_q2_k }, \
+              [DEEPC_TYPE_Q3_K] = deepc_avx512_gemm_q3_k, [DEEPC_TYPE_Q2_K] = deepc_avx512_gemm_q2_k,  \
+              [DEEPC_TYPE_Q4_1] = deepc_avx512_gemm_q4_1 },                                              \
     DEEPC_OPS_AVX512_FP16
 #define DEEPC_OPS_AVX512_vnni                                                                            \
     .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx512vnni_gemm_q8_0, [DEEPC_TYPE_Q4_K] = deepc_avx512vnni_gemm_q4_k, \
-              [DEEPC_TYPE_Q3_K] = deepc_avx512vnni_gemm_q3_k, [DEEPC_TYPE_Q2_K] = deepc_avx512vnni_gemm_q2_k }, \
+              [DEEPC_TYPE_Q3_K] = deepc_avx512vnni_gemm_q3_k, [DEEPC_TYPE_Q2_K] = deepc_avx512vnni_gemm_q2_k, \
+              [DEEPC_TYPE_Q4_1] = deepc_avx512vnni_gemm_q4_1 },                                                 \
     DEEPC_OPS_AVX512_FP16
 #endif
 

@@ -41,6 +41,7 @@ SCALAR_GEMM(q8_0, DEEPC_TYPE_Q8_0)
 SCALAR_GEMM(q4_k, DEEPC_TYPE_Q4_K)
 SCALAR_GEMM(q3_k, DEEPC_TYPE_Q3_K)
 SCALAR_GEMM(q2_k, DEEPC_TYPE_Q2_K)
+SCALAR_GEMM(q4_1, DEEPC_TYPE_Q4_1)
 
 /* ---- fp16 KV cache ------------------------------------------------------ */
 

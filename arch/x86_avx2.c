@@ -156,66 +156,6 @@ static float vec_dot_q8_0(size_t n, const void *w, const void *x) {
     return hsum_ps(_mm256_add_ps(s0, s1));
 }
 
-/* ---- Q4_1 weights x Q8_0 activations ------------------------------------ */
-
-/* One block's 32 codes as bytes, in the activation's element order: low
- * nibbles (elements 0-15) in the low half, high nibbles (16-31) in the
- * high half. */
-static inline __m256i q41_codes(const deepc_block_q4_1 *a) {
-    __m128i raw = _mm_loadu_si128((const __m128i *)a->qs);
-    __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1);
-    return _mm256_and_si256(both, _mm256_set1_epi8(15));
-}
-
-/* The block's exact integer dot (codes x activation) and the activation's
- * sum, each as 8 int32 lane sums. maddubs takes the codes (or ones) as its
- * unsigned operand: pairs are at most 2 * 15 * 128, nothing saturates. */
-static inline void q41_block_lanes(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b, __m256i *dot, __m256i *xs) {
-    const __m256i ones16 = _mm256_set1_epi16(1);
-    __m256i qb = _mm256_loadu_si256((const __m256i *)b->qs);
-    *dot = _mm256_madd_epi16(_mm256_maddubs_epi16(q41_codes(a), qb), ones16);
-    *xs = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), qb), ones16);
-}
-
-static inline int32_t hsum_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
-
-/* Eight blocks per iteration: their exact dots and sums reduced to two
- * vectors of per-block totals, then d_x * (d * isum - m * xsum) for all
- * eight at once, accumulated with one FMA. The remaining blocks go one at a
- * time with the scalar kernel's float expression. */
-static float vec_dot_q4_1(size_t n, const void *w, const void *x) {
-    const deepc_block_q4_1 *a = w;
-    const deepc_block_q8_0 *b = x;
-    size_t nb = n / DEEPC_QK4_1, ib = 0;
-    __m256 s0 = _mm256_setzero_ps();
-    for (; ib + 8 <= nb; ib += 8) {
-        __m256i dv[8], xv[8];
-        for (int j = 0; j < 8; j++) q41_block_lanes(a + ib + j, b + ib + j, &dv[j], &xv[j]);
-        __m256 fi = _mm256_cvtepi32_ps(hsum8x8_epi32(dv)), fx = _mm256_cvtepi32_ps(hsum8x8_epi32(xv));
-        const deepc_block_q4_1 *p = a + ib;
-        const deepc_block_q8_0 *r = b + ib;
-        __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16((short)p[0].d, (short)p[1].d, (short)p[2].d, (short)p[3].d,
-                                                   (short)p[4].d, (short)p[5].d, (short)p[6].d, (short)p[7].d));
-        __m256 mw = _mm256_cvtph_ps(_mm_setr_epi16((short)p[0].m, (short)p[1].m, (short)p[2].m, (short)p[3].m,
-                                                   (short)p[4].m, (short)p[5].m, (short)p[6].m, (short)p[7].m));
-        __m256 dx = _mm256_cvtph_ps(_mm_setr_epi16((short)r[0].d, (short)r[1].d, (short)r[2].d, (short)r[3].d,
-                                                   (short)r[4].d, (short)r[5].d, (short)r[6].d, (short)r[7].d));
-        s0 = _mm256_fmadd_ps(dx, _mm256_sub_ps(_mm256_mul_ps(dw, fi), _mm256_mul_ps(mw, fx)), s0);
-    }
-    float sum = hsum_ps(s0);
-    for (; ib < nb; ib++) {
-        __m256i dv, xv;
-        q41_block_lanes(a + ib, b + ib, &dv, &xv);
-        sum += _cvtsh_ss(b[ib].d) * (_cvtsh_ss(a[ib].d) * (float)hsum_epi32(dv) - _cvtsh_ss(a[ib].m) * (float)hsum_epi32(xv));
-    }
-    return sum;
-}
-
 /* Activation quantizer, bit-identical to deepc_quantize_row(Q8_0): the block
  * maximum skips NaN exactly like the reference (vmaxps returns its second
  * operand when either is NaN, and the running maximum is that operand), the
@@ -550,7 +490,7 @@ static const deepc_kernels avx2_kernels = {
         [DEEPC_TYPE_Q2_K] = vec_dot_q2_k,
         [DEEPC_TYPE_FP8_B128] = vec_dot_fp8_b128,
         [DEEPC_TYPE_Q8_K] = vec_dot_q8_k,
-        [DEEPC_TYPE_Q4_1] = vec_dot_q4_1,
+        [DEEPC_TYPE_Q4_1] = deepc_avx2_vec_dot_q4_1,
     },
     DEEPC_ACT_TYPES,
     .quantize_act = {

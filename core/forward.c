@@ -64,7 +64,7 @@ static void matmul_rows(const matmul_task *t, const matmul_part *p, int r0, int 
     size_t cols = (size_t)w->cols, grp_rows = (size_t)(w->rows / t->n_groups);
     size_t xs = t->xq_stride * (size_t)t->n_groups;   /* between tokens */
     deepc_gemm_fn gemm = t->k->gemm[w->type];
-    if (gemm && t->B >= DEEPC_GEMM_MIN_TOKENS) {
+    if (gemm && t->B >= deepc_gemm_min_tokens(w->type)) {
         for (int r = r0; r < r1;) {   /* one call per activation group */
             size_t g = (size_t)r / grp_rows;
             int e = (int)((g + 1) * grp_rows) < r1 ? (int)((g + 1) * grp_rows) : r1;

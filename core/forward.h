@@ -13,6 +13,14 @@
  * calls vec_dot itself below 3). Either path gives the same bits (kernels.h). */
 #define DEEPC_GEMM_MIN_TOKENS 2
 
+/* The smallest batch that takes the gemm for weight type t. q4_1's already
+ * at one token: its vec_dot must fold every block's lane sums horizontally,
+ * while the gemm's transposed blocks need no folding (Zen 4, 1408 columns:
+ * 1.6-2x vec_dot at 1 token; test/tools/kernbench --gemm 1 --cols 1408). */
+static inline int deepc_gemm_min_tokens(deepc_type t) {
+    return t == DEEPC_TYPE_Q4_1 ? 1 : DEEPC_GEMM_MIN_TOKENS;
+}
+
 /* y[b*y_stride + r] = W[r] . x[b] (+ bias[r]) for b < B; x rows are w->cols
  * floats apart. Rows are split across the pool. */
 void deepc_matmul(deepc_session *s, const deepc_wt *w, const float *x, int B,

@@ -49,7 +49,7 @@ static void expert_rows(const deepc_kernels *k, const deepc_wt *w, int r0, int r
                         int i0, int i1, float *y, size_t ys) {
     const uint8_t *wd = w->data;
     deepc_gemm_fn gemm = k->gemm[w->type];
-    if (gemm && i1 - i0 >= DEEPC_GEMM_MIN_TOKENS) {
+    if (gemm && i1 - i0 >= deepc_gemm_min_tokens(w->type)) {
         gemm(r1 - r0, i1 - i0, (size_t)w->cols, wd + (size_t)r0 * w->row_bytes, w->row_bytes, x + (size_t)i0 * xs, xs,
              y + (size_t)i0 * ys + (size_t)r0, ys);
         return;

@@ -851,9 +851,10 @@ static void test_table_is_complete(void **state) {
 #define Q41_CHECK(cond, ...) do { if (!(cond)) fail_msg(__VA_ARGS__); } while (0)
 #define Q41_COUNT(c, ok) ((c)->checks += (ok) ? 1u : 0u)
 
-/* Block counts covering every remainder of the 8- and 4-block loops, then
- * real row lengths (1408 = V2-Lite's expert down_proj, 11008). */
-static const size_t q41_nbs[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 15, 16, 17, 20, 31, 44, 128, 344 };
+/* Block counts covering every remainder of the 16-, 8- and 4-block groups
+ * of the SIMD kernels, then real row lengths (1408 = V2-Lite's expert
+ * down_proj, 11008). */
+static const size_t q41_nbs[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 24, 31, 33, 44, 47, 48, 128, 344 };
 #define Q41_MAX_NB 344
 static deepc_block_q4_1 q41w[Q41_MAX_NB];
 static deepc_block_q8_0 q41x[Q41_MAX_NB];
@@ -883,8 +884,9 @@ static int64_t q41_int_block(size_t b) {
 
 /* Exact integer parts: every scale and offset 1 (0x3c00), one block's
  * activation scale 1 and the others 0, so the result is that block's
- * isum - xsum exactly; the extremes (code 15 with 127, code 0 with -127)
- * once per row. Then whole rows with every scale 1 and |x| <= 63:
+ * isum - xsum exactly; the extremes (code 15 with 127, code 0 with -127,
+ * and code 15 with -128, outside the quantizer's range but within what the
+ * integer paths must hold) once per row. Then whole rows with every scale 1 and |x| <= 63:
  * sum |.| <= 344 * 32 * 16 * 63 < 2^24, so any summation order is exact. */
 static void q41_check_exact(isa_case *c, const deepc_kernels *k) {
     const deepc_kernels *ref = deepc_kernels_scalar();
@@ -895,6 +897,10 @@ static void q41_check_exact(isa_case *c, const deepc_kernels *k) {
         memset(q41x[0].qs, 127, sizeof q41x[0].qs);
         memset(q41w[nb - 1].qs, 0x00, sizeof q41w[0].qs);
         memset(q41x[nb - 1].qs, 0x81, sizeof q41x[0].qs);
+        if (nb >= 3) {
+            memset(q41w[nb / 2].qs, 0xff, sizeof q41w[0].qs);
+            memset(q41x[nb / 2].qs, 0x80, sizeof q41x[0].qs);
+        }
         for (size_t b = 0; b < nb; b++) q41x[b].d = 0;
         for (size_t b = 0; b < nb; b++) {
             q41x[b].d = 0x3c00;

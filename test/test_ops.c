@@ -14,7 +14,10 @@
  *   row blocks and token tiles with remainders, padded strides; for the
  *   k-quant kernels (q4_k, q3_k, q2_k), row counts around their register
  *   block of 4, 1 .. 129 tokens (up to three tiles of 64), 1 .. 35
- *   super-blocks, and raw bytes as well as quantizer output.
+ *   super-blocks, and raw bytes as well as quantizer output; for q4_1,
+ *   remainders of its 8- and 16-block groups, 1 .. 40 tokens, long rows
+ *   (small tiles, several row blocks, the vec_dot fallback) and codes and
+ *   activations at their limits.
  * - axpy_f16_f32: bit-identical to scalar (multiply, then add: two roundings
  *   in every backend).
  * - the row forms (dot_rows_f16_f32, axpy_rows_f16_f32): bit-identical to the
@@ -411,6 +414,133 @@ static void test_kquant_gemm_split_is_invariant(void **state) {
     }
 }
 
+/* ---- q4_1 gemm ---------------------------------------------------------- */
+
+/* q4_1 weights x Q8_0 activations (arch/x86_avx2_q4_1.c, x86_avx512_q4_1.c):
+ * groups of 16 (AVX-512) or 8 (AVX2) blocks, the last one zero-padded; token
+ * tiles of up to 16, fewer for long rows (2 at 16384 elements); row blocks
+ * of ~384 KiB of weights (38 rows at 16384 elements); rows in pairs
+ * (AVX-512) with a lone last row; and vec_dot itself for rows too long for
+ * one token's tile (33280 elements). Block counts cover every remainder of
+ * both group sizes, 44 (DeepSeek-V2-Lite's 1408-wide expert down_proj) and
+ * 47 / 48 around it. Data: quantizer output, raw bytes (any code, any
+ * activation byte -128 included, random finite scales), raw with the odd
+ * NaN / infinite / zero scale, and every code and activation at its limit
+ * (where integer overflow would show). */
+#define Q41_MAX_W (420 * 1024)
+#define Q41_MAX_X (100 * 1024)
+#define Q41_MAX_Y 2048
+typedef enum { Q41_QUANTIZED, Q41_RAW, Q41_SPECIAL, Q41_EXTREME, Q41_KINDS } q41_kind;
+static const char *const q41_kind_names[Q41_KINDS] = { "quantized", "raw", "special", "extreme" };
+static deepc_block_q4_1 q41_w[Q41_MAX_W / sizeof(deepc_block_q4_1)];
+static deepc_block_q8_0 q41_x[Q41_MAX_X / sizeof(deepc_block_q8_0)];
+static float q41_y[Q41_MAX_Y], q41_f[1040 * DEEPC_QK4_1];
+
+static uint16_t q41_half(bool special) {
+    if (special && rng_int(0, 30) == 0) {
+        static const uint16_t sp[] = { 0x7e00, 0x7c00, 0xfc00, 0x0000, 0x8000, 0x0001 };
+        return sp[rng_int(0, 5)];
+    }
+    return (uint16_t)((rng_next() % 0x7c00u) | ((rng_next() & 1) << 15));
+}
+
+static void q41_fill(q41_kind kind, int nrows, int ntok, size_t nb, size_t ws, size_t xs) {
+    assert_true((size_t)nrows * ws <= sizeof q41_w / sizeof *q41_w && (size_t)ntok * xs <= sizeof q41_x / sizeof *q41_x);
+    int ext = rng_int(0, 1); /* extreme: codes 15 with x -128 or codes 15 with x 127 */
+    for (int r = 0; r < nrows; r++) {
+        deepc_block_q4_1 *w = q41_w + (size_t)r * ws;
+        if (kind == Q41_QUANTIZED) {
+            for (size_t i = 0; i < nb * DEEPC_QK4_1; i++) q41_f[i] = ldexpf(rng_sym(), rng_int(-8, 8)) + 0.25f * (float)(r % 3);
+            deepc_quantize_row(DEEPC_TYPE_Q4_1, q41_f, w, nb * DEEPC_QK4_1);
+        } else {
+            for (size_t b = 0; b < nb; b++) {
+                for (int l = 0; l < DEEPC_QK4_1 / 2; l++) w[b].qs[l] = kind == Q41_EXTREME ? 0xff : (uint8_t)rng_next();
+                w[b].d = q41_half(kind == Q41_SPECIAL);
+                w[b].m = q41_half(kind == Q41_SPECIAL);
+            }
+        }
+        memset(&w[nb], 0xa5, (ws - nb) * sizeof *w); /* padding: never read */
+    }
+    for (int j = 0; j < ntok; j++) {
+        deepc_block_q8_0 *x = q41_x + (size_t)j * xs;
+        if (kind == Q41_QUANTIZED) {
+            for (size_t i = 0; i < nb * DEEPC_QK4_1; i++) q41_f[i] = ldexpf(rng_sym(), rng_int(-8, 8));
+            deepc_quantize_row(DEEPC_TYPE_Q8_0, q41_f, x, nb * DEEPC_QK4_1);
+        } else {
+            for (size_t b = 0; b < nb; b++) {
+                for (int l = 0; l < DEEPC_QK4_1; l++)
+                    x[b].qs[l] = (int8_t)(kind == Q41_EXTREME ? (ext ? -128 : 127) : rng_int(-128, 127));
+                x[b].d = q41_half(kind == Q41_SPECIAL);
+            }
+        }
+        memset(&x[nb], 0x5a, (xs - nb) * sizeof *x);
+    }
+}
+
+/* gemm over the shape, every output against vec_dot; outputs past nrows in
+ * each token row untouched. */
+static void q41_check(isa_case *c, const deepc_kernels *k, q41_kind kind, int nrows, int ntok, size_t nb) {
+    size_t n = nb * DEEPC_QK4_1, ws = nb + (size_t)rng_int(0, 2), xs = nb + (size_t)rng_int(0, 2);
+    size_t ys = (size_t)nrows + (size_t)rng_int(0, 3);
+    assert_true((size_t)ntok * ys <= Q41_MAX_Y);
+    q41_fill(kind, nrows, ntok, nb, ws, xs);
+    const float canary = -12345.5f;
+    for (size_t i = 0; i < (size_t)ntok * ys; i++) q41_y[i] = canary;
+    k->gemm[DEEPC_TYPE_Q4_1](nrows, ntok, n, q41_w, ws * sizeof *q41_w, q41_x, xs * sizeof *q41_x, q41_y, ys);
+    for (int j = 0; j < ntok; j++) {
+        for (int r = 0; r < nrows; r++) {
+            float want = k->vec_dot[DEEPC_TYPE_Q4_1](n, q41_w + (size_t)r * ws, q41_x + (size_t)j * xs);
+            float got = q41_y[(size_t)j * ys + (size_t)r];
+            if (!same_float(got, want))
+                fail_msg("%s q4_1 gemm %s data, %d rows x %d tokens, n=%zu: output (%d, %d) is %.9g (0x%08x), vec_dot %.9g (0x%08x)",
+                         c->name, q41_kind_names[kind], nrows, ntok, n, r, j, got, bits(got), want, bits(want));
+        }
+        for (size_t r = (size_t)nrows; r < ys; r++)
+            if (q41_y[(size_t)j * ys + r] != canary)
+                fail_msg("%s q4_1 gemm wrote past row %d of token %d", c->name, nrows, j);
+    }
+    c->checks++;
+}
+
+static void test_q4_1_gemm_equals_vec_dot(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    assert_non_null(k->gemm[DEEPC_TYPE_Q4_1]);
+    /* rows: 1, a pair, odd counts; tokens: 1, 2, a full tile, one past it, three tiles */
+    static const int shapes[][2] = { { 1, 1 }, { 2, 1 }, { 3, 2 }, { 4, 16 }, { 7, 17 }, { 5, 33 }, { 6, 40 } };
+    static const size_t nbs[] = { 1, 2, 3, 5, 7, 8, 9, 12, 15, 16, 17, 24, 31, 33, 44, 47, 48 };
+    for (size_t ni = 0; ni < sizeof nbs / sizeof nbs[0]; ni++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+            for (int kind = 0; kind < Q41_KINDS; kind++) q41_check(c, k, (q41_kind)kind, shapes[si][0], shapes[si][1], nbs[ni]);
+    /* long rows: tiles of 2 tokens and two row blocks; then past the tile */
+    for (int kind = 0; kind < Q41_KINDS; kind++) q41_check(c, k, (q41_kind)kind, 40, 5, 512);
+    q41_check(c, k, Q41_RAW, 3, 2, 1040);
+    q41_check(c, k, Q41_QUANTIZED, 2, 2, 1040);
+}
+
+/* Split into row and token ranges, as threads and batches split it: the same
+ * bits as one call. */
+static void test_q4_1_gemm_split_is_invariant(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    const size_t nb = 44, n = nb * DEEPC_QK4_1;
+    enum { NROWS = 9, NTOK = 35 };
+    static float whole[NROWS * NTOK];
+    q41_fill(Q41_QUANTIZED, NROWS, NTOK, nb, nb, nb);
+    k->gemm[DEEPC_TYPE_Q4_1](NROWS, NTOK, n, q41_w, nb * sizeof *q41_w, q41_x, nb * sizeof *q41_x, whole, NROWS);
+    const int rsplit[] = { 0, 1, 4, 9 }, tsplit[] = { 0, 1, 17, 35 };
+    for (int ri = 0; ri + 1 < 4; ri++)
+        for (int tj = 0; tj + 1 < 4; tj++) {
+            int r0 = rsplit[ri], t0 = tsplit[tj];
+            k->gemm[DEEPC_TYPE_Q4_1](rsplit[ri + 1] - r0, tsplit[tj + 1] - t0, n, q41_w + (size_t)r0 * nb,
+                                     nb * sizeof *q41_w, q41_x + (size_t)t0 * nb, nb * sizeof *q41_x,
+                                     q41_y + (size_t)t0 * NROWS + r0, NROWS);
+        }
+    for (int i = 0; i < NROWS * NTOK; i++)
+        if (!same_float(q41_y[i], whole[i])) fail_msg("%s q4_1: split gemm differs at output %d", c->name, i);
+    c->checks++;
+}
+
 /* ---- fp16 KV-cache primitives ------------------------------------------- */
 
 #define MAX_LEN 1100
@@ -545,7 +675,8 @@ static void test_row_forms_equal_single_calls(void **state) {
 #define PER_ISA(i, isa)                                                                                   \
     OT(i, isa, test_q8_0_gemm_equals_vec_dot), OT(i, isa, test_q8_0_gemm_split_is_invariant),             \
     OT(i, isa, test_every_gemm_equals_vec_dot), OT(i, isa, test_kquant_gemm_equals_vec_dot),              \
-    OT(i, isa, test_kquant_gemm_split_is_invariant),                                                      \
+    OT(i, isa, test_kquant_gemm_split_is_invariant), OT(i, isa, test_q4_1_gemm_equals_vec_dot),             \
+    OT(i, isa, test_q4_1_gemm_split_is_invariant),                                                        \
     OT(i, isa, test_dot_f16_f32_matches_scalar), OT(i, isa, test_dot_f16_f32_propagates_non_finite),      \
     OT(i, isa, test_axpy_f16_f32_is_bit_identical), OT(i, isa, test_row_forms_equal_single_calls)
 

@@ -86,6 +86,7 @@ static void fill_weights(deepc_type t, unsigned char *p, size_t bytes) {
         break;
     }
     case DEEPC_TYPE_Q4_K:
+    case DEEPC_TYPE_Q4_1:
     case DEEPC_TYPE_Q3_K:
     case DEEPC_TYPE_Q2_K:
     case DEEPC_TYPE_FP8_B128:
@@ -100,7 +101,7 @@ static void fill_weights(deepc_type t, unsigned char *p, size_t bytes) {
         uint16_t d = deepc_fp32_to_fp16(0.01f), dmin = deepc_fp32_to_fp16(0.002f);
         for (size_t b = 0; b + bb <= bytes; b += bb) {
             unsigned char *blk = p + b;
-            if (t == DEEPC_TYPE_Q4_K) {
+            if (t == DEEPC_TYPE_Q4_K || t == DEEPC_TYPE_Q4_1) { /* d, then dmin / m */
                 memcpy(blk, &d, 2);
                 memcpy(blk + 2, &dmin, 2);
             } else if (t == DEEPC_TYPE_Q3_K) {
@@ -260,7 +261,7 @@ static int bench_gemm(const char *only_isa, int only_type, int rows, int cols, i
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: kernbench [--pool-mib N] [--isa NAME] [--type f32|f16|bf16|q8_0|q4_k|q3_k|q2_k|fp8_b128|q8_k]\n"
+    fprintf(stderr, "usage: kernbench [--pool-mib N] [--isa NAME] [--type f32|f16|bf16|q8_0|q4_k|q3_k|q2_k|fp8_b128|q8_k|q4_1]\n"
                     "                 [--gemm ROWS,COLS,TOKENS]\n");
     return 2;
 }
