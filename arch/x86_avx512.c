@@ -380,15 +380,19 @@ static inline __m512i idx4(int e0, int e1, int e2, int e3) {
  * stack and read back by broadcast loads measured slower (store forwarding
  * into the broadcast), as did four int32 accumulators or two super-blocks
  * interleaved (no gain). */
+/* The same 16 bytes in both 128-bit lanes, as one 256-bit constant (gcc
+ * builds _mm256_broadcastsi128_si256 of a constant with an insert). */
+#define LANES2(...) _mm256_setr_epi8(__VA_ARGS__, __VA_ARGS__)
+
 KQ_INLINE __m256i q4_k_decode(const uint8_t *scales) {
     /* both 128-bit lanes: bytes 0-7 sc_0..7, 8-15 mn_0..7 (the 16 bytes
      * read end inside qs) */
     const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)scales));
-    const __m256i ia = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
-    const __m256i ih = _mm256_broadcastsi128_si256(_mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
-    const __m256i mlo = _mm256_broadcastsi128_si256(_mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
-    const __m256i mhi = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 0, 0, 0, 0x30, 0x30, 0x30, 0x30, 0, 0, 0, 0, 0x30, 0x30, 0x30, 0x30));
-    const __m256i mmn = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+    const __m256i ia = LANES2(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11);
+    const __m256i ih = LANES2(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7);
+    const __m256i mlo = LANES2(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0);
+    const __m256i mhi = LANES2(0, 0, 0, 0, 0x30, 0x30, 0x30, 0x30, 0, 0, 0, 0, 0x30, 0x30, 0x30, 0x30);
+    const __m256i mmn = LANES2(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15);
     __m256i lo = _mm256_shuffle_epi8(b, ia); /* low bits: s[0..3], s[8..11], s[4..7], s[8..11] */
     __m256i hb = _mm256_shuffle_epi8(b, ih); /* s[0..3] under sc_4..7, s[4..7] under mn_4..7 */
     /* within-word shifts: the bits a byte takes from its neighbour are masked off */
