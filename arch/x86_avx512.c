@@ -427,9 +427,9 @@ KQ_INLINE float q4_k_body(size_t n, const void *w, const void *x, bool vnni) {
             if (vnni) {
                 sum0 = _mm256_dpwssd_epi32(sum0, p0, s0);
                 sum1 = _mm256_dpwssd_epi32(sum1, p1, s1);
-            } else {
-                sum0 = _mm256_add_epi32(sum0, opaque256(_mm256_madd_epi16(p0, s0)));
-                sum1 = _mm256_add_epi32(sum1, opaque256(_mm256_madd_epi16(p1, s1)));
+            } else { /* one chain: the adds, not the multiplies, depend on each other */
+                sum0 = _mm256_add_epi32(sum0, _mm256_add_epi32(opaque256(_mm256_madd_epi16(p0, s0)),
+                                                               opaque256(_mm256_madd_epi16(p1, s1))));
             }
         }
         /* d * d_x and dmin * d_x, each one fp32 product as in the scalar code */

@@ -295,7 +295,10 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
  * accumulator with d_w * d_x; for q4_k / q2_k the eight min lanes
  * (madd of the activation's bsums with the mins) into an 8-lane one with
  * dmin_w * d_x; at the end one _mm512_reduce_add_ps (minus the 8-lane hsum).
- * What changes is how often the weights are unpacked: a super-block's codes
+ * q4_k's vec_dot works one 32-element sub-block per 256-bit register, so its
+ * eight int32 lanes are lanes l and l + 8 of the sixteen here (sub-blocks 2c
+ * and 2c+1 of chunk c): the gemm adds the halves (exact) and keeps 8-lane
+ * float accumulators, reduced by hsum256_ps as vec_dot's are. What changes is how often the weights are unpacked: a super-block's codes
  * for KQ_R rows are built once and kept in registers (the scale vectors on
  * the stack, memory operands of vpdpwssd / vpmaddwd) while every token of
  * the tile passes over them; each activation chunk is loaded once per KQ_R
@@ -303,8 +306,8 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
  * between super-blocks (token-major: row-major put rows 4 KiB apart, and the
  * loads aliased the stores of the row before: 30% of the time).
  *
- * The ceiling of this layout: vec_dot keeps 16 + 8 fp32 lanes per output, so
- * every output and super-block costs one 16-lane FMA and the min terms on
+ * The ceiling of this layout: vec_dot keeps 16 + 8 fp32 lanes per output
+ * (q4_k: 8 + 8), so every output and super-block costs one FMA and the min terms on
  * top of the six integer multiplies below; on Zen 4 these share one 512-bit
  * multiply pipe (measured: ~8 of its cycles per 256 products, ~32 per cycle
  * at best; the kernel reaches ~22 with the unpacking). A gemm with fewer
@@ -315,7 +318,7 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
  * (through opaque512, so no compiler fuses them into vpdpwssd), which keeps
  * the "avx512" table free of VNNI instructions. */
 
-#define KQ_RN 64 /* tokens per tile: the accumulators take KQ_R * KQ_RN * 96 bytes */
+#define KQ_RN 64 /* tokens per tile: the accumulators take KQ_R * KQ_RN * 96 bytes (q4_k: 64) */
 #define KQ_R 4   /* rows per register block */
 
 #if defined(__GNUC__)
