@@ -298,7 +298,9 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
  * q4_k's vec_dot works one 32-element sub-block per 256-bit register, so its
  * eight int32 lanes are lanes l and l + 8 of the sixteen here (sub-blocks 2c
  * and 2c+1 of chunk c): the gemm adds the halves (exact) and keeps 8-lane
- * float accumulators, reduced by hsum256_ps as vec_dot's are. What changes is how often the weights are unpacked: a super-block's codes
+ * float accumulators; vec_dot reduces the difference of its two with one
+ * hsum256_ps, and so does the gemm.
+ * What changes is how often the weights are unpacked: a super-block's codes
  * for KQ_R rows are built once and kept in registers (the scale vectors on
  * the stack, memory operands of vpdpwssd / vpmaddwd) while every token of
  * the tile passes over them; each activation chunk is loaded once per KQ_R
@@ -599,16 +601,28 @@ KQ_INLINE void kq_rows(deepc_type t, bool vnni, int R, size_t nb, const unsigned
     }
     if (R == 4) {
         for (int j = 0; j < tn; j++) {
-            __m128 v = t == DEEPC_TYPE_Q4_K ? kq_hsum4(&acc8[j * KQ_R]) : kq_reduce4(&acc[j * KQ_R]);
-            if (t != DEEPC_TYPE_Q3_K) v = _mm_sub_ps(v, kq_hsum4(&accm[j * KQ_R]));
+            __m128 v;
+            if (t == DEEPC_TYPE_Q4_K) {
+                __m256 dm[4];
+                for (int r = 0; r < 4; r++) dm[r] = _mm256_sub_ps(acc8[j * KQ_R + r], accm[j * KQ_R + r]);
+                v = kq_hsum4(dm);
+            } else {
+                v = kq_reduce4(&acc[j * KQ_R]);
+                if (t != DEEPC_TYPE_Q3_K) v = _mm_sub_ps(v, kq_hsum4(&accm[j * KQ_R]));
+            }
             _mm_storeu_ps(y + (size_t)j * y_stride, v);
         }
         return;
     }
     for (int r = 0; r < R; r++)
         for (int j = 0; j < tn; j++) {
-            float v = t == DEEPC_TYPE_Q4_K ? hsum256_ps(acc8[j * KQ_R + r]) : _mm512_reduce_add_ps(acc[j * KQ_R + r]);
-            if (t != DEEPC_TYPE_Q3_K) v -= hsum256_ps(accm[j * KQ_R + r]);
+            float v;
+            if (t == DEEPC_TYPE_Q4_K) {
+                v = hsum256_ps(_mm256_sub_ps(acc8[j * KQ_R + r], accm[j * KQ_R + r]));
+            } else {
+                v = _mm512_reduce_add_ps(acc[j * KQ_R + r]);
+                if (t != DEEPC_TYPE_Q3_K) v -= hsum256_ps(accm[j * KQ_R + r]);
+            }
             y[(size_t)j * y_stride + (size_t)r] = v;
         }
 }
