@@ -451,13 +451,18 @@ KQ_INLINE __m512i shifts2(int lo, int hi) {
     return _mm512_inserti64x4(_mm512_set1_epi16((short)lo), _mm256_set1_epi16((short)hi), 1);
 }
 
+KQ_INLINE __m512i bits2(int k) {
+    return _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << k)), _mm256_set1_epi8((char)(1 << (k + 1))), 1);
+}
+
 KQ_INLINE float q3_k_body(size_t n, const void *w, const void *x, bool vnni) {
     const deepc_block_q3_k *a = w;
     const deepc_block_q8_k *b = x;
-    const __m512i m3 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(1);
+    const __m512i m3 = _mm512_set1_epi8(3);
     const __m512i ix[4] = { idx4(0, 1, 2, 3), idx4(4, 5, 6, 7), idx4(8, 9, 10, 11), idx4(12, 13, 14, 15) };
     const __m512i sh_lo[2] = { shifts2(0, 2), shifts2(4, 6) };
-    const __m512i sh_hm[4] = { shifts2(0, 1), shifts2(2, 3), shifts2(4, 5), shifts2(6, 7) };
+    /* the high bit (+4) where bit k (k + 1 in the upper half) of hmask is set */
+    const __m512i hbit[4] = { bits2(0), bits2(2), bits2(4), bits2(6) }, four = _mm512_set1_epi8(4);
     __m512 acc = _mm512_setzero_ps();
     for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
         const deepc_block_q3_k *wa = a + ib;
@@ -469,13 +474,14 @@ KQ_INLINE float q3_k_body(size_t n, const void *w, const void *x, bool vnni) {
         __m512i sumi = _mm512_castsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 2)));
         sumi = _mm512_inserti64x4(sumi, _mm256_setzero_si256(), 1);
         __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)wa->hmask));
+        KQ_UNROLL
         for (int h = 0; h < 2; h++) {
             __m512i q2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wa->qs + 32 * h)));
+            KQ_UNROLL
             for (int s = 0; s < 4; s += 2) {
                 int k = 4 * h + s;
                 __m512i lo = _mm512_and_si512(_mm512_srlv_epi16(q2, sh_lo[s / 2]), m3);
-                __m512i hb = _mm512_and_si512(_mm512_srlv_epi16(hm, sh_hm[k / 2]), m1);
-                __m512i q = _mm512_or_si512(lo, _mm512_slli_epi16(hb, 2));
+                __m512i q = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(hm, hbit[k / 2]), lo, four);
                 __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(xb->qs + 32 * k));
                 sumi = acc_scaled(sumi, p, _mm512_permutexvar_epi16(ix[k / 2], sc), vnni);
             }
