@@ -399,6 +399,11 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
  * accumulator with d_w * d_x; for q4_k / q2_k the eight min lanes
  * (madd of the activation's bsums with the mins) into an 8-lane one with
  * dmin_w * d_x; at the end one _mm512_reduce_add_ps (minus the 8-lane hsum).
+ * q4_k's vec_dot works one 32-element sub-block per 256-bit register, so its
+ * eight int32 lanes are lanes l and l + 8 of the sixteen here (sub-blocks 2c
+ * and 2c+1 of chunk c): the gemm adds the halves (exact) and keeps 8-lane
+ * float accumulators; vec_dot reduces the difference of its two with one
+ * hsum256_ps, and so does the gemm.
  * What changes is how often the weights are unpacked: a super-block's codes
  * for KQ_R rows are built once and kept in registers (the scale vectors on
  * the stack, memory operands of vpdpwssd / vpmaddwd) while every token of
@@ -407,8 +412,8 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
  * between super-blocks (token-major: row-major put rows 4 KiB apart, and the
  * loads aliased the stores of the row before: 30% of the time).
  *
- * The ceiling of this layout: vec_dot keeps 16 + 8 fp32 lanes per output, so
- * every output and super-block costs one 16-lane FMA and the min terms on
+ * The ceiling of this layout: vec_dot keeps 16 + 8 fp32 lanes per output
+ * (q4_k: 8 + 8), so every output and super-block costs one FMA and the min terms on
  * top of the six integer multiplies below; on Zen 4 these share one 512-bit
  * multiply pipe (measured: ~8 of its cycles per 256 products, ~32 per cycle
  * at best; the kernel reaches ~22 with the unpacking). A gemm with fewer
@@ -419,7 +424,7 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
  * (through opaque512, so no compiler fuses them into vpdpwssd), which keeps
  * the "avx512" table free of VNNI instructions. */
 
-#define KQ_RN 64 /* tokens per tile: the accumulators take KQ_R * KQ_RN * 96 bytes */
+#define KQ_RN 64 /* tokens per tile: the accumulators take KQ_R * KQ_RN * 96 bytes (q4_k: 64) */
 #define KQ_R 4   /* rows per register block */
 
 #if defined(__GNUC__)
@@ -593,7 +598,7 @@ KQ_INLINE void kq_unpack(deepc_type t, bool vnni, const void *w, __m512i Q[4], k
 /* R rows (codes Q, the rest W) against tokens x[0..tn) of super-block ib:
  * each output's lanes, folded into its accumulators acc[j * KQ_R + r]. */
 KQ_INLINE void kq_tokens(deepc_type t, bool vnni, int R, const __m512i Q[][4], const kq_wsb *W, const unsigned char *x,
-                         size_t x_stride, size_t ib, int tn, __m512 *acc, __m256 *accm) {
+                         size_t x_stride, size_t ib, int tn, __m512 *acc, __m256 *acc8, __m256 *accm) {
     const bool has_min = t != DEEPC_TYPE_Q3_K;
     /* d_w of each row (lanes 0-3) and dmin_w (4-7): one multiply by d_x per
      * token gives every product vec_dot rounds separately, rounded alike */
@@ -632,8 +637,14 @@ KQ_INLINE void kq_tokens(deepc_type t, bool vnni, int R, const __m512i Q[][4], c
                     sumi = _mm512_add_epi32(sumi, opaque512(_mm512_madd_epi16(p, W[r].s[c])));
                 }
             }
-            __m512 *a = &acc[j * KQ_R + r];
-            *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(dd[r]), *a);
+            if (t == DEEPC_TYPE_Q4_K) { /* lanes l and l + 8 (sub-blocks 2c, 2c+1) added: vec_dot's 8 lanes */
+                __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi), _mm512_extracti64x4_epi64(sumi, 1));
+                __m256 *a = &acc8[j * KQ_R + r];
+                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s8), _mm256_set1_ps(dd[r]), *a);
+            } else {
+                __m512 *a = &acc[j * KQ_R + r];
+                *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(dd[r]), *a);
+            }
             if (has_min) {
                 __m256i msum = _mm256_madd_epi16(bs, W[r].m);
                 if (!vnni) msum = opaque256(msum);
@@ -675,10 +686,11 @@ KQ_INLINE __m128 kq_hsum4(const __m256 m[4]) {
 /* R rows from row w against the tile's tn tokens, all super-blocks. */
 KQ_INLINE void kq_rows(deepc_type t, bool vnni, int R, size_t nb, const unsigned char *w, size_t w_stride,
                        size_t wblk, const unsigned char *x, size_t x_stride, int tn, float *y, size_t y_stride,
-                       __m512 *acc, __m256 *accm) {
+                       __m512 *acc, __m256 *acc8, __m256 *accm) {
     for (int r = 0; r < R; r++)
         for (int j = 0; j < tn; j++) {
-            acc[j * KQ_R + r] = _mm512_setzero_ps();
+            if (t == DEEPC_TYPE_Q4_K) acc8[j * KQ_R + r] = _mm256_setzero_ps();
+            else acc[j * KQ_R + r] = _mm512_setzero_ps();
             accm[j * KQ_R + r] = _mm256_setzero_ps();
         }
     for (size_t ib = 0; ib < nb; ib++) {
@@ -689,20 +701,32 @@ KQ_INLINE void kq_rows(deepc_type t, bool vnni, int R, size_t nb, const unsigned
             kq_unpack(t, vnni, w + (size_t)r * w_stride + ib * wblk, Q[r], &W[r]);
             if (vnni) kq_vnni_prep(Q[r], &W[r]);
         }
-        kq_tokens(t, vnni, R, (const __m512i(*)[4])Q, W, x, x_stride, ib, tn, acc, accm);
+        kq_tokens(t, vnni, R, (const __m512i(*)[4])Q, W, x, x_stride, ib, tn, acc, acc8, accm);
     }
     if (R == 4) {
         for (int j = 0; j < tn; j++) {
-            __m128 v = kq_reduce4(&acc[j * KQ_R]);
-            if (t != DEEPC_TYPE_Q3_K) v = _mm_sub_ps(v, kq_hsum4(&accm[j * KQ_R]));
+            __m128 v;
+            if (t == DEEPC_TYPE_Q4_K) {
+                __m256 dm[4];
+                for (int r = 0; r < 4; r++) dm[r] = _mm256_sub_ps(acc8[j * KQ_R + r], accm[j * KQ_R + r]);
+                v = kq_hsum4(dm);
+            } else {
+                v = kq_reduce4(&acc[j * KQ_R]);
+                if (t != DEEPC_TYPE_Q3_K) v = _mm_sub_ps(v, kq_hsum4(&accm[j * KQ_R]));
+            }
             _mm_storeu_ps(y + (size_t)j * y_stride, v);
         }
         return;
     }
     for (int r = 0; r < R; r++)
         for (int j = 0; j < tn; j++) {
-            float v = _mm512_reduce_add_ps(acc[j * KQ_R + r]);
-            if (t != DEEPC_TYPE_Q3_K) v -= hsum256_ps(accm[j * KQ_R + r]);
+            float v;
+            if (t == DEEPC_TYPE_Q4_K) {
+                v = hsum256_ps(_mm256_sub_ps(acc8[j * KQ_R + r], accm[j * KQ_R + r]));
+            } else {
+                v = _mm512_reduce_add_ps(acc[j * KQ_R + r]);
+                if (t != DEEPC_TYPE_Q3_K) v -= hsum256_ps(accm[j * KQ_R + r]);
+            }
             y[(size_t)j * y_stride + (size_t)r] = v;
         }
 }
@@ -715,6 +739,7 @@ KQ_INLINE void kq_gemm(deepc_type t, bool vnni, int nrows, int ntok, size_t n, c
     const unsigned char *wb = w, *xb = x;
     int tiles = (ntok + KQ_RN - 1) / KQ_RN, tile = tiles ? (ntok + tiles - 1) / tiles : 1;
     __m512 acc[KQ_R * KQ_RN];
+    __m256 *acc8 = (__m256 *)acc; /* q4_k's (its vec_dot keeps 8 float lanes) */
     __m256 accm[KQ_R * KQ_RN];
     for (int t0 = 0; t0 < ntok; t0 += tile) {
         int tn = ntok - t0 < tile ? ntok - t0 : tile;
@@ -722,9 +747,11 @@ KQ_INLINE void kq_gemm(deepc_type t, bool vnni, int nrows, int ntok, size_t n, c
         float *yt = y + (size_t)t0 * y_stride;
         int r = 0;
         for (; r + KQ_R <= nrows; r += KQ_R)
-            kq_rows(t, vnni, KQ_R, nb, wb + (size_t)r * w_stride, w_stride, wblk, xt, x_stride, tn, yt + r, y_stride, acc, accm);
+            kq_rows(t, vnni, KQ_R, nb, wb + (size_t)r * w_stride, w_stride, wblk, xt, x_stride, tn, yt + r, y_stride, acc, acc8,
+                    accm);
         for (; r < nrows; r++)
-            kq_rows(t, vnni, 1, nb, wb + (size_t)r * w_stride, w_stride, wblk, xt, x_stride, tn, yt + r, y_stride, acc, accm);
+            kq_rows(t, vnni, 1, nb, wb + (size_t)r * w_stride, w_stride, wblk, xt, x_stride, tn, yt + r, y_stride, acc, acc8,
+                    accm);
     }
 }
 
