@@ -29,7 +29,7 @@ static const char bench_help[] =
     "  -n, --n-gen N          generated tokens (default 128; 0 = skip the tg test)\n"
     "  -t, --threads N        threads (default: physical cores)\n"
     "  -r, --repetitions N    repetitions of each test (default 3)\n"
-    "  -b, --batch N          prompt tokens per forward batch (default: the library's, 64)\n"
+    "  -b, --batch N          prompt tokens per forward batch (default: the library's, 64; MoE 128)\n"
     "  -o, --output FORMAT    table (default) or jsonl: one JSON object per test\n"
     "  --isa NAME             force a kernel backend (scalar, avx2, ...)\n"
     "  --no-warmup            skip the untimed warm-up before the first repetition (one\n"
@@ -399,7 +399,7 @@ int cmd_bench(int argc, char **argv) {
             printf(", \"isa\": ");
             json_str(stdout, isa_name);
             printf(", \"n_threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, \"n_batch\": %lld",
-                   nt, t->n_prompt, t->n_gen, tg ? (int)(p ? p : 1) : 0, batch ? batch : 64);
+                   nt, t->n_prompt, t->n_gen, tg ? (int)(p ? p : 1) : 0, batch ? batch : (mi.n_expert ? 128 : 64));
             printf(", \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"samples_ts\": [", t->avg, t->sd);
             for (int r = 0; r < reps; r++) printf("%s%.6f", r ? ", " : "", t->ts[r]);
             printf("]");
@@ -425,7 +425,7 @@ int cmd_bench(int argc, char **argv) {
             deepc_fmt_bytes(act_h, sizeof act_h, (double)mi.active_weight_bytes);
             printf("model:   %s (%s, %s params, file %s)\n", model, mi.arch, params, size_h);
             printf("types:   %s\n", mix);
-            printf("run:     %d thread(s), isa %s, batch %lld, %lld repetition(s)", nt, isa_name, batch ? batch : 64, reps);
+            printf("run:     %d thread(s), isa %s, batch %lld, %lld repetition(s)", nt, isa_name, batch ? batch : (mi.n_expert ? 128 : 64), reps);
             if (p && n) printf("; tg%lld runs after the pp%lld prompt", n, p);
             printf("\n");
             printf("weights read per generated token: %s\n", act_h);

@@ -135,7 +135,7 @@ typedef struct deepc_session_params {
     size_t struct_size;
     int n_ctx;          /* context length in tokens; 0 = min(model's, 4096) */
     int n_threads;      /* 0 = physical cores */
-    int n_batch;        /* prompt tokens per forward batch; 0 = 64 */
+    int n_batch;        /* prompt tokens per forward batch; 0 = 64 (MoE: 128) */
     const char *isa;    /* NULL = best for this CPU; "scalar", "avx2", ... */
     bool mla_expanded;  /* DeepSeek MLA: expand keys/values per head instead of the
                            absorbed form (slower; for verification) */

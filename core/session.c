@@ -77,7 +77,10 @@ deepc_status deepc_session_create(deepc_model *m, const deepc_session_params *pp
     }
     if (p.n_ctx == 0) p.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
     if (p.n_ctx > hp->n_ctx_train) p.n_ctx = hp->n_ctx_train;
-    if (p.n_batch == 0) p.n_batch = 64;
+    /* MoE batches spread over the experts: at 64 tokens x top-6 of 64 experts
+     * each expert's gemm sees ~6 tokens; 128 measured 6-10% faster prefill
+     * on the V2-Lite shape (dense models gain nothing past 64) */
+    if (p.n_batch == 0) p.n_batch = hp->route.n_experts > 0 ? 128 : 64;
     if (p.n_batch > p.n_ctx) p.n_batch = p.n_ctx;
     int nt = p.n_threads ? p.n_threads : deepc_default_threads();
 
