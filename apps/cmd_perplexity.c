@@ -44,7 +44,7 @@ static const char ppl_help[] =
     "                         and tokens): KL(base || this) mean, 99th percentile, max,\n"
     "                         top-1 agreement, and the perplexity of both\n"
     "  -t, --threads N        threads (default: physical cores)\n"
-    "  -b, --batch N          tokens per forward batch (default 64)\n"
+    "  -b, --batch N          tokens per forward batch (default 64; MoE 128)\n"
     "  --isa NAME             force a kernel backend (scalar, avx2, ...)\n"
     CLI_MODEL_FLAGS_HELP;
 
@@ -250,7 +250,7 @@ int cmd_perplexity(int argc, char **argv) {
     sp.n_batch = (int)batch;
     sp.isa = isa;
     if (deepc_session_create(m, &sp, &s)) { rc = cli_fail("perplexity", "%s", deepc_open_error()); goto done; }
-    int B = batch ? (int)batch : 64;
+    int B = batch ? (int)batch : (mi.n_expert ? 128 : 64); /* the library's default */
     if (B > per) B = per;
     if (!(logits = malloc((size_t)B * V * sizeof *logits))) { rc = cli_fail("perplexity", "out of memory for %d x %d logits", B, V); goto done; }
     if (base) {
