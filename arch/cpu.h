@@ -73,6 +73,10 @@ void deepc_scalar_quantize_q3_k(const float *x, void *y, size_t n);
 void deepc_scalar_quantize_q2_k(const float *x, void *y, size_t n);
 void deepc_scalar_quantize_fp8_b128(const float *x, void *y, size_t n);
 void deepc_scalar_quantize_q4_1(const float *x, void *y, size_t n);
+void deepc_scalar_quantize_q6_k(const float *x, void *y, size_t n);
+
+/* The scalar q6_k dot, for tables that have no faster one. */
+float deepc_scalar_vec_dot_q6_k(size_t n, const void *w, const void *x);
 
 /* Which activation type each weight type's vec_dot takes: a property of the
  * formats, the same in every backend table. */
@@ -88,6 +92,7 @@ void deepc_scalar_quantize_q4_1(const float *x, void *y, size_t n);
         [DEEPC_TYPE_FP8_B128] = DEEPC_TYPE_F32,                 \
         [DEEPC_TYPE_Q8_K] = DEEPC_TYPE_Q8_K,                    \
         [DEEPC_TYPE_Q4_1] = DEEPC_TYPE_Q8_0,                    \
+        [DEEPC_TYPE_Q6_K] = DEEPC_TYPE_Q8_K,                    \
     }
 
 /* ---- batched products and fp16 attention primitives ----------------------
@@ -108,6 +113,7 @@ typedef void deepc_axpy_rows_f16_kernel(size_t n, size_t m, const float *alpha, 
  * ones are held to); the cache kernels are plain loops */
 deepc_gemm_kernel deepc_scalar_gemm_f32, deepc_scalar_gemm_f16, deepc_scalar_gemm_bf16, deepc_scalar_gemm_q8_0;
 deepc_gemm_kernel deepc_scalar_gemm_q4_k, deepc_scalar_gemm_q3_k, deepc_scalar_gemm_q2_k, deepc_scalar_gemm_q4_1;
+deepc_gemm_kernel deepc_scalar_gemm_q6_k;
 deepc_dot_f16_kernel deepc_scalar_dot_f16_f32;
 deepc_axpy_f16_kernel deepc_scalar_axpy_f16_f32;
 deepc_dot_rows_f16_kernel deepc_scalar_dot_rows_f16_f32;
@@ -117,7 +123,8 @@ deepc_axpy_rows_f16_kernel deepc_scalar_axpy_rows_f16_f32;
     .gemm = { [DEEPC_TYPE_F32] = deepc_scalar_gemm_f32, [DEEPC_TYPE_F16] = deepc_scalar_gemm_f16,  \
               [DEEPC_TYPE_BF16] = deepc_scalar_gemm_bf16, [DEEPC_TYPE_Q8_0] = deepc_scalar_gemm_q8_0, \
               [DEEPC_TYPE_Q4_K] = deepc_scalar_gemm_q4_k, [DEEPC_TYPE_Q3_K] = deepc_scalar_gemm_q3_k, \
-              [DEEPC_TYPE_Q2_K] = deepc_scalar_gemm_q2_k, [DEEPC_TYPE_Q4_1] = deepc_scalar_gemm_q4_1 },  \
+              [DEEPC_TYPE_Q2_K] = deepc_scalar_gemm_q2_k, [DEEPC_TYPE_Q4_1] = deepc_scalar_gemm_q4_1,   \
+              [DEEPC_TYPE_Q6_K] = deepc_scalar_gemm_q6_k },                                             \
     .dot_f16_f32 = deepc_scalar_dot_f16_f32, .axpy_f16_f32 = deepc_scalar_axpy_f16_f32,            \
     .dot_rows_f16_f32 = deepc_scalar_dot_rows_f16_f32, .axpy_rows_f16_f32 = deepc_scalar_axpy_rows_f16_f32
 

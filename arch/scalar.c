@@ -143,6 +143,26 @@ static float vec_dot_q3_k(size_t n, const void *w, const void *x) {
     return sum;
 }
 
+/* Q6_K: q - 32 with q in [0, 63], so dot(q - 32, x) = dot(q, x) - 32 * bsum:
+ * isum = sum_j sc_j * (dot(q_j, x_j) - 32 * bsum_j) over the sixteen
+ * 16-element sub-blocks, |isum| <= 16 * 128 * 16 * 32 * 127 < 2^27; the
+ * value is (d * d_x) * isum. */
+float deepc_scalar_vec_dot_q6_k(size_t n, const void *w, const void *x) {
+    const deepc_block_q6_k *a = w;
+    const deepc_block_q8_k *b = x;
+    float sum = 0.0f;
+    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
+        int32_t isum = 0;
+        for (int j = 0; j < 16; j++) {
+            int32_t dot = 0;
+            for (int l = 0; l < 16; l++) dot += deepc_q6_k_code(&a[ib], 16 * j + l) * (int32_t)b[ib].qs[16 * j + l];
+            isum += a[ib].scales[j] * (dot - 32 * b[ib].bsums[j]);
+        }
+        sum += (deepc_fp16_to_fp32(a[ib].d) * b[ib].d) * (float)isum;
+    }
+    return sum;
+}
+
 /* Q2_K: isum = sum_j sc_j * dot(q_j, x_j), msum = sum_j mn_j * bsum_j over
  * the sixteen 16-element sub-blocks (each < 2^20 in magnitude); the value is
  * d_x * (d * isum - dmin * msum), as for Q4_K. */
@@ -249,6 +269,10 @@ void deepc_scalar_quantize_q4_1(const float *x, void *y, size_t n) {
     deepc_quantize_row(DEEPC_TYPE_Q4_1, x, y, n);
 }
 
+void deepc_scalar_quantize_q6_k(const float *x, void *y, size_t n) {
+    deepc_quantize_row(DEEPC_TYPE_Q6_K, x, y, n);
+}
+
 static const deepc_kernels scalar_kernels = {
     .name = "scalar",
     .vec_dot = {
@@ -262,6 +286,7 @@ static const deepc_kernels scalar_kernels = {
         [DEEPC_TYPE_FP8_B128] = vec_dot_fp8_b128,
         [DEEPC_TYPE_Q8_K] = vec_dot_q8_k,
         [DEEPC_TYPE_Q4_1] = vec_dot_q4_1,
+        [DEEPC_TYPE_Q6_K] = deepc_scalar_vec_dot_q6_k,
     },
     DEEPC_ACT_TYPES,
     .quantize_act = {
@@ -275,6 +300,7 @@ static const deepc_kernels scalar_kernels = {
         [DEEPC_TYPE_FP8_B128] = deepc_scalar_quantize_fp8_b128,
         [DEEPC_TYPE_Q8_K] = quantize_q8_k,
         [DEEPC_TYPE_Q4_1] = deepc_scalar_quantize_q4_1,
+        [DEEPC_TYPE_Q6_K] = deepc_scalar_quantize_q6_k,
     },
     DEEPC_OPS_SCALAR,
 };

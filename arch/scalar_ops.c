@@ -42,6 +42,7 @@ SCALAR_GEMM(q4_k, DEEPC_TYPE_Q4_K)
 SCALAR_GEMM(q3_k, DEEPC_TYPE_Q3_K)
 SCALAR_GEMM(q2_k, DEEPC_TYPE_Q2_K)
 SCALAR_GEMM(q4_1, DEEPC_TYPE_Q4_1)
+SCALAR_GEMM(q6_k, DEEPC_TYPE_Q6_K)
 
 /* ---- fp16 KV cache ------------------------------------------------------ */
 

@@ -29,6 +29,7 @@ static const deepc_type_traits type_traits[DEEPC_TYPE_COUNT] = {
     [DEEPC_TYPE_FP8_B128] = { "fp8_b128", DEEPC_QK_FP8, sizeof(deepc_block_fp8_b128), true },
     [DEEPC_TYPE_Q8_K] = { "q8_k", DEEPC_QK_K,  sizeof(deepc_block_q8_k), true  },
     [DEEPC_TYPE_Q4_1] = { "q4_1", DEEPC_QK4_1, sizeof(deepc_block_q4_1), true  },
+    [DEEPC_TYPE_Q6_K] = { "q6_k", DEEPC_QK_K,  sizeof(deepc_block_q6_k), true  },
 };
 
 const deepc_type_traits *deepc_type_info(int t) {
@@ -219,6 +220,7 @@ void deepc_quantize_row_imp(deepc_type t, const float *src, void *dst, size_t n,
     case DEEPC_TYPE_FP8_B128: deepc_quantize_row_fp8_b128(src, dst, n); break;
     case DEEPC_TYPE_Q8_K: deepc_quantize_row_q8_k(src, dst, n); break;
     case DEEPC_TYPE_Q4_1: deepc_quantize_row_q4_1(src, dst, n, imp); break;
+    case DEEPC_TYPE_Q6_K: deepc_quantize_row_q6_k(src, dst, n, imp); break;
     default:
         break;
     }
@@ -259,6 +261,7 @@ void deepc_dequantize_row(deepc_type t, const void *src, float *dst, size_t n) {
     case DEEPC_TYPE_FP8_B128: deepc_dequantize_row_fp8_b128(src, dst, n); break;
     case DEEPC_TYPE_Q8_K: deepc_dequantize_row_q8_k(src, dst, n); break;
     case DEEPC_TYPE_Q4_1: deepc_dequantize_row_q4_1(src, dst, n); break;
+    case DEEPC_TYPE_Q6_K: deepc_dequantize_row_q6_k(src, dst, n); break;
     default:
         break;
     }

@@ -19,6 +19,7 @@ typedef enum {
     DEEPC_TYPE_FP8_B128 = 7, /* 128: fp32 scale + 128 x E4M3, 8.25 bits/weight */
     DEEPC_TYPE_Q8_K = 8,   /* 256: fp32 scale, 256 x int8, 16 int16 sums: k-quant activations */
     DEEPC_TYPE_Q4_1 = 9,   /* 32: fp16 scale d, fp16 offset m, 32 x 4-bit; x = d*q - m, 5.0 bits/weight */
+    DEEPC_TYPE_Q6_K = 10,  /* 256: 16 x 16 6-bit, int8 scales, 6.5625 bits/weight */
     DEEPC_TYPE_COUNT
 } deepc_type;
 
@@ -80,6 +81,25 @@ typedef struct {
     uint16_t dmin;              /* fp16 super-scale of the sub-block mins */
 } deepc_block_q2_k;
 _Static_assert(sizeof(deepc_block_q2_k) == 84, "q2_k block must be 84 bytes");
+
+/* x = d*sc[j]*(q - 32) for element i of sub-block j = i / 16, q in [0, 63]:
+ * the low four bits of q are nibble (i % 128) / 64 of ql[64*(i / 128) +
+ * i % 64], the top two are bits 2s..2s+1 of qh[32h + l] for i = 128h + 32s
+ * + l (the q2_k arrangement). The type for tensors that 4 bits would hurt
+ * (output heads, the most sensitive projections). */
+typedef struct {
+    uint8_t ql[DEEPC_QK_K / 2];
+    uint8_t qh[DEEPC_QK_K / 4];
+    int8_t scales[DEEPC_QK_K / 16];
+    uint16_t d;                 /* fp16 super-scale (may be negative) */
+} deepc_block_q6_k;
+_Static_assert(sizeof(deepc_block_q6_k) == 210, "q6_k block must be 210 bytes");
+
+/* Code q in [0, 63] of element i of a q6_k block. */
+static inline int deepc_q6_k_code(const deepc_block_q6_k *b, int i) {
+    int h = i / 128, r = i % 128;
+    return ((b->ql[64 * h + r % 64] >> (4 * (r / 64))) & 15) | (((b->qh[32 * h + r % 32] >> (2 * (r / 32))) & 3) << 4);
+}
 
 /* The activation side of the k-quants: x = d*q, q in [-127, 127], and
  * bsums[j] = sum of q over elements 16j .. 16j+15 (for the min and offset
@@ -150,7 +170,7 @@ void deepc_dequantize_row(deepc_type t, const void *src, float *dst, size_t n);
 /* deepc_quantize_row with an importance vector: imp[i] >= 0 weighs the
  * squared error of element i (e.g. the mean square of the activation that
  * column i meets); NULL weighs each element by x[i]^2. Only q4_k, q3_k,
- * q2_k and q4_1 use it (they choose scales minimizing the weighted error); the other
+ * q2_k, q6_k and q4_1 use it (they choose scales minimizing the weighted error); the other
  * types ignore it. */
 void deepc_quantize_row_imp(deepc_type t, const float *src, void *dst, size_t n, const float *imp);
 
@@ -159,11 +179,13 @@ void deepc_quantize_row_imp(deepc_type t, const float *src, void *dst, size_t n,
 void deepc_quantize_row_q4_k(const float *x, deepc_block_q4_k *y, size_t n, const float *imp);
 void deepc_quantize_row_q3_k(const float *x, deepc_block_q3_k *y, size_t n, const float *imp);
 void deepc_quantize_row_q2_k(const float *x, deepc_block_q2_k *y, size_t n, const float *imp);
+void deepc_quantize_row_q6_k(const float *x, deepc_block_q6_k *y, size_t n, const float *imp);
 void deepc_quantize_row_q8_k(const float *x, deepc_block_q8_k *y, size_t n);
 void deepc_quantize_row_fp8_b128(const float *x, deepc_block_fp8_b128 *y, size_t n);
 void deepc_dequantize_row_q4_k(const deepc_block_q4_k *x, float *y, size_t n);
 void deepc_dequantize_row_q3_k(const deepc_block_q3_k *x, float *y, size_t n);
 void deepc_dequantize_row_q2_k(const deepc_block_q2_k *x, float *y, size_t n);
+void deepc_dequantize_row_q6_k(const deepc_block_q6_k *x, float *y, size_t n);
 void deepc_dequantize_row_q8_k(const deepc_block_q8_k *x, float *y, size_t n);
 void deepc_dequantize_row_fp8_b128(const deepc_block_fp8_b128 *x, float *y, size_t n);
 

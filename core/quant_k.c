@@ -1,4 +1,4 @@
-/* quant_k.c - the scalar ground truth of the low-bit weight types (q4_k,
+/* quant_k.c - the scalar ground truth of the k-quant weight types (q6_k, q4_k,
  * q3_k, q2_k), their activation type q8_k, and fp8_b128. Block layouts are in
  * quant.h and, byte by byte, in FORMAT.md.
  *
@@ -870,6 +870,69 @@ void deepc_dequantize_row_q3_k(const deepc_block_q3_k *x, float *y, size_t n) {
         for (int i = 0; i < DEEPC_QK_K; i++) {
             int q = unpack_2bit(b->qs, i) | (((b->hmask[i % 32] >> (i / 32)) & 1) << 2);
             y[i] = d * (float)sc[i / 16] * (float)(q - 4);
+        }
+    }
+}
+
+/* ---- q6_k: symmetric sub-blocks, as q3_k with 64 levels ----------------- */
+
+void deepc_quantize_row_q6_k(const float *src, deepc_block_q6_k *y, size_t n, const float *imp) {
+    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
+        super_block sb;
+        float s[16];
+        double W[16];
+        int k[16];
+        uint8_t q[DEEPC_QK_K];
+        deepc_block_q6_k *b = &y[ib];
+        prepare(src + ib * DEEPC_QK_K, imp ? imp + ib * DEEPC_QK_K : NULL, 16, 16, &sb);
+        for (int j = 0; j < 16; j++) {
+            float wqq;
+            sub_view v = sub_of(&sb, j, 16);
+            s[j] = fit_sym(&v, 32.0f, 31.0f, &wqq) * pow2f(sb.ex[j]);
+            W[j] = (double)wqq * pow2d(sb.ew[j]);
+        }
+        b->d = quant_superscale(s, W, 16, -128, 127, k);
+        float d = deepc_fp16_to_fp32(b->d);
+        for (int j = 0; j < 16; j++) {
+            sub_view v = sub_of(&sb, j, 16);
+            const float *xj = sb.x + 16 * j;
+            float f = pow2f(-sb.ex[j]);
+            batch nb;
+            int pk[3];
+            nb.nc = 0;
+            for (int t = 0; t < 3; t++) { /* k[j] first (kept on ties), then k[j] -+ 1 */
+                int a = k[j] + (t == 0 ? 0 : t == 1 ? -1 : 1);
+                if (a < -128 || a > 127) continue;
+                pk[nb.nc] = a;
+                nb.s[nb.nc] = d * (float)a * f; /* exact: 11-bit fp16 times an 8-bit integer, times 2^-e */
+                nb.m[nb.nc++] = 0.0f;
+            }
+            batch_inverses(&nb);
+            batch_score(&nb, &v, -32.0f, 31.0f);
+            float best = INFINITY;
+            int bc = batch_best(&nb, &best);
+            int bk = pk[bc < 0 ? 0 : bc];
+            float S = d * (float)bk, is = S != 0.0f ? 1.0f / S : 0.0f;
+            for (int i = 0; i < 16; i++) q[16 * j + i] = (uint8_t)(round_clamp(xj[i] * is, -32.0f, 31.0f) + 32.0f);
+            b->scales[j] = (int8_t)bk;
+        }
+        memset(b->ql, 0, sizeof b->ql);
+        memset(b->qh, 0, sizeof b->qh);
+        for (int i = 0; i < DEEPC_QK_K; i++) {
+            int h = i / 128, r = i % 128;
+            b->ql[64 * h + r % 64] |= (uint8_t)((q[i] & 15) << (4 * (r / 64)));
+            b->qh[32 * h + r % 32] |= (uint8_t)((q[i] >> 4) << (2 * (r / 32)));
+        }
+    }
+}
+
+void deepc_dequantize_row_q6_k(const deepc_block_q6_k *x, float *y, size_t n) {
+    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++, y += DEEPC_QK_K) {
+        const deepc_block_q6_k *b = &x[ib];
+        float d = deepc_fp16_to_fp32(b->d);
+        for (int i = 0; i < DEEPC_QK_K; i++) {
+            int q = deepc_q6_k_code(b, i);
+            y[i] = (d * (float)b->scales[i / 16]) * (float)(q - 32);
         }
     }
 }

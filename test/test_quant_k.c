@@ -62,7 +62,7 @@ static void test_k_types_have_stable_ids_names_and_sizes(void **state) {
         { DEEPC_TYPE_FP8_B128, 7, "fp8_b128", 128, 132 },
         { DEEPC_TYPE_Q8_K, 8, "q8_k", 256, 292 },
     };
-    assert_int_equal(DEEPC_TYPE_COUNT, 10); /* q4_1 = 9 added after q8_k (test_quant_q4_1.c) */
+    assert_int_equal(DEEPC_TYPE_COUNT, 11); /* q4_1 = 9 (test_quant_q4_1.c) and q6_k = 10 added after q8_k */
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const deepc_type_traits *tr = deepc_type_info(want[i].id);
         assert_int_equal(want[i].t, want[i].id);

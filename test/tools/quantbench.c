@@ -43,7 +43,7 @@ static double now_s(clockid_t clk) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: quantbench [--n N] [--reps R] [--type f16|bf16|q8_0|q4_k|q3_k|q2_k|fp8_b128|q8_k] [--imp]\n");
+    fprintf(stderr, "usage: quantbench [--n N] [--reps R] [--type f16|bf16|q8_0|q6_k|q4_k|q3_k|q2_k|fp8_b128|q8_k] [--imp]\n");
     return 2;
 }
 
