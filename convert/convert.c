@@ -108,14 +108,20 @@ typedef struct {
     const char *label;                 /* general.quantization */
     deepc_type type[CLS_COUNT];
     deepc_type expert_down;            /* routed experts' down_proj */
-    bool by_share;                     /* attention, dense MLP, shared experts: q8_0 if small, else q4_k */
+    bool recipe;                       /* q4 / q2-experts: per-tensor choices (recipe_type) */
+    int n_layers;                      /* the main stack's layers, for sensitive_layer */
+    bool tied;                         /* the embedding is also the output head */
 } quant_policy;
 
 /* Recipes:
- *   q4          embedding, output head, MTP extras q8_0; attention, dense MLP
- *               and shared experts q8_0 when each is under 10% of the
- *               matrix weights (MoE models), else q4_k (dense models);
- *               routed experts q4_k.
+ *   q4          routed experts, attention and MLPs q4_k, with q6_k where 4
+ *               bits hurt most: the output head (and the embedding when it
+ *               is the head), the value path (v_proj; MLA: kv_a_proj_with_mqa
+ *               always, k_b/v_b_proj) and the down projections of dense MLPs
+ *               and shared experts in the sensitive layers; the embedding
+ *               otherwise q4_k (one row is read per token), MTP extras q8_0.
+ *               Sizes and speed are those of llama.cpp's Q4_K_M, whose layer
+ *               choice this follows.
  *   q2-experts  as q4, but routed experts q2_k with down_proj q3_k (the
  *               down projection is the most sensitive of the three). */
 static int parse_policy(const char *name, quant_policy *qp, deepc_err *err) {
@@ -123,15 +129,17 @@ static int parse_policy(const char *name, quant_policy *qp, deepc_err *err) {
     bool q4 = !strcmp(name, "q4"), q2x = !strcmp(name, "q2-experts");
     if (q4 || q2x) {
         qp->label = name;
-        for (int c = 0; c < CLS_COUNT; c++) qp->type[c] = DEEPC_TYPE_Q8_0;
+        for (int c = 0; c < CLS_COUNT; c++) qp->type[c] = DEEPC_TYPE_Q4_K;
+        qp->type[CLS_OUTPUT] = DEEPC_TYPE_Q6_K;
+        qp->type[CLS_OTHER] = DEEPC_TYPE_Q8_0;
         qp->type[CLS_EXPERT] = q4 ? DEEPC_TYPE_Q4_K : DEEPC_TYPE_Q2_K;
         qp->expert_down = q4 ? DEEPC_TYPE_Q4_K : DEEPC_TYPE_Q3_K;
-        qp->by_share = true;
+        qp->recipe = true;
         return 0;
     }
     int t = deepc_type_from_name(!strcmp(name, "fp8") ? "fp8_b128" : name);
     if (t < 0 || t == DEEPC_TYPE_Q8_K)
-        return deepc_errf(err, DEEPC_ERR_INVALID_ARG, "unknown --type '%s' (use f32, f16, bf16, q8_0, q4_k, q3_k, q2_k, fp8, "
+        return deepc_errf(err, DEEPC_ERR_INVALID_ARG, "unknown --type '%s' (use f32, f16, bf16, q8_0, q6_k, q4_k, q3_k, q2_k, fp8, "
                           "or a recipe: q4, q2-experts)", name);
     qp->label = deepc_type_info(t)->name;
     for (int c = 0; c < CLS_COUNT; c++) qp->type[c] = (deepc_type)t;
@@ -139,34 +147,52 @@ static int parse_policy(const char *name, quant_policy *qp, deepc_err *err) {
     return 0;
 }
 
-/* Resolves the recipe's size-dependent choices from the plan. */
-static void policy_resolve(quant_policy *qp, const planned *plan, size_t n_plan) {
-    if (!qp->by_share) return;
-    double per[CLS_COUNT] = { 0 }, total = 0.0;
-    for (size_t i = 0; i < n_plan; i++) {
-        if (!plan[i].rows || plan[i].keep_f32) continue;
-        double e = (double)plan[i].rows * (double)plan[i].cols;
-        per[classify(plan[i].name)] += e;
-        total += e;
+static void policy_resolve(quant_policy *qp, const deepc_hparams *hp) {
+    qp->n_layers = hp->n_layers;
+    qp->tied = hp->tied_embeddings;
+}
+
+/* The layers whose value and down projections a recipe keeps at 6 bits:
+ * the first and last eighth and every third layer between (llama.cpp's
+ * Q4_K_M choice; the ends of the stack are the most sensitive). */
+static bool sensitive_layer(int l, int n) {
+    return l < n / 8 || l >= 7 * n / 8 || (l - n / 8) % 3 == 2;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}
+
+/* A recipe's choice for one matrix of class c. */
+static deepc_type recipe_type(const quant_policy *qp, const char *name, tensor_class c) {
+    int l = -1;
+    if (sscanf(name, "model.layers.%d.", &l) != 1) l = -1;
+    bool sens = l >= 0 && sensitive_layer(l, qp->n_layers);
+    switch (c) {
+    case CLS_EMBED: return qp->tied ? qp->type[CLS_OUTPUT] : qp->type[CLS_EMBED];
+    case CLS_ATTN:
+        if (strstr(name, ".kv_a_proj_with_mqa.")) return DEEPC_TYPE_Q6_K;
+        if (sens && (strstr(name, ".v_proj.") || strstr(name, ".v_b_proj.") || strstr(name, ".k_b_proj."))) return DEEPC_TYPE_Q6_K;
+        return qp->type[c];
+    case CLS_DENSE_MLP:
+    case CLS_SHARED: return sens && ends_with(name, ".down_proj.weight") ? DEEPC_TYPE_Q6_K : qp->type[c];
+    case CLS_EXPERT: return ends_with(name, ".down_proj.weight") ? qp->expert_down : qp->type[c];
+    default: return qp->type[c];
     }
-    const tensor_class mid[] = { CLS_ATTN, CLS_DENSE_MLP, CLS_SHARED };
-    for (size_t k = 0; k < sizeof mid / sizeof mid[0]; k++)
-        qp->type[mid[k]] = per[mid[k]] < 0.10 * total ? DEEPC_TYPE_Q8_0 : DEEPC_TYPE_Q4_K;
 }
 
 /* The stored type of one planned tensor. */
 static deepc_type tensor_type(const quant_policy *qp, const planned *pl) {
     if (!pl->rows || pl->keep_f32) return DEEPC_TYPE_F32;
     tensor_class c = classify(pl->name);
-    deepc_type t = qp->type[c];
-    size_t nl = strlen(pl->name);
-    if (c == CLS_EXPERT && nl >= 16 && !strcmp(pl->name + nl - 16, "down_proj.weight")) t = qp->expert_down;
+    deepc_type t = qp->recipe ? recipe_type(qp, pl->name, c) : c == CLS_EXPERT && ends_with(pl->name, ".down_proj.weight") ? qp->expert_down : qp->type[c];
     size_t blk = deepc_type_info((int)t)->block_elems;
     if (pl->cols % blk == 0) return t;
     /* A k-quant asked for 4 bits or fewer: q4_1 (5.0 bits/weight) keeps the
      * file near the intended size where q8_0 (8.5) would not (V2-Lite's
-     * expert down_proj rows are 1408 = 5.5 x 256). fp8 keeps q8_0, the
-     * closer match to its 8 bits. */
+     * expert down_proj rows are 1408 = 5.5 x 256). q6_k and fp8 keep q8_0,
+     * the closer match to their 6.6 and 8 bits. */
     bool kq = t == DEEPC_TYPE_Q4_K || t == DEEPC_TYPE_Q3_K || t == DEEPC_TYPE_Q2_K;
     if (blk > DEEPC_QK8_0 && pl->cols % DEEPC_QK8_0 == 0) return kq ? DEEPC_TYPE_Q4_1 : DEEPC_TYPE_Q8_0;
     return DEEPC_TYPE_F16;
@@ -446,7 +472,7 @@ static int convert(const char *dir, const char *out, const deepc_convert_params 
     if ((rc = deepc_plan_build(&hp, st, &pl, err))) goto done;
     planned *plan = pl.v;
     size_t n_plan = pl.n;
-    policy_resolve(&qp, plan, n_plan);
+    policy_resolve(&qp, &hp);
 
     /* check everything before writing a byte */
     uint64_t total_src = 0;
