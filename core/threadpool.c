@@ -2,19 +2,30 @@
  * deepc_default_threads() (physical core count).
  *
  * Protocol (one job at a time, dispatched by the one thread that owns the pool):
- *   caller: store fn/arg, pending = nth-1, then bump `gen` (seq_cst) and wake
- *           any worker asleep on `wake`; run ith 0 itself; wait until
- *           pending == 0 (spin briefly, then sleep on `done`).
- *   worker: wait until gen differs from the last one it ran (spin briefly,
- *           then sleep on `wake`), run fn(arg, ith, nth), decrement pending;
- *           the worker that brings it to 0 signals `done`.
+ *   caller: store fn/arg, open every worker's slot (release), bump `gen`
+ *           (seq_cst) and wake any worker asleep on `wake`; run ith 0
+ *           itself; then take over every slot still open (running fn with
+ *           that slot's ith) and wait for the slots a worker claimed (spin
+ *           briefly, then sleep on `done`).
+ *   worker: wait until gen differs from the last one it saw (spin briefly,
+ *           then sleep on `wake`), claim its slot (open -> running, one CAS),
+ *           run fn(arg, ith, nth), mark the slot done.
+ * Every ith runs exactly once per job, on whichever thread gets to its slot
+ * first. The caller never waits for a worker that has not started: on a busy
+ * machine (or a laptop whose other programs take a core) a descheduled
+ * worker used to hold every op of a forward pass for a scheduler time slice
+ * (measured here with a converter running beside: ~50-330 us per job); now
+ * the caller does that worker's share and moves on, and a worker that wakes
+ * late finds its slot taken. The tasks split work by ith (fixed slices or
+ * chunks claimed from a counter), so who runs a slice never changes a result.
  * The short spins make back-to-back ops cheap (no futex round trip between
  * the ops of one forward pass); the sleeps keep idle workers off the CPU.
  * Every condition-variable wait re-checks its predicate under the mutex, and
  * a waker takes the mutex before signalling a thread that announced it sleeps
  * (see wait_new_gen), so no wakeup is lost and the fast path takes no lock.
- * A worker cannot miss a generation: the caller does not start job g+1 until
- * all workers have finished job g. */
+ * A slot is reopened only when the caller has seen it done or taken, so a
+ * worker's successful claim always belongs to the job whose fn/arg it reads
+ * (the release of the reopening orders them), however stale its gen. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE /* sched_getaffinity, CPU_ISSET */
 #endif
@@ -48,18 +59,25 @@ struct deepc_pool {
     struct worker_arg *wargs;   /* n-1 */
     pthread_mutex_t mu;
     pthread_cond_t wake;        /* workers wait here for a new gen */
-    pthread_cond_t done;        /* the caller waits here for pending == 0 */
+    pthread_cond_t done;        /* the caller waits here for a claimed slot to finish */
     bool sync_ok;               /* mu/wake/done initialised */
 
-    /* job slot: written by the caller before the release bump of gen */
+    /* the job: written by the caller before it opens the slots */
     deepc_task_fn fn;
     void *arg;
+    struct pool_slot *slots;    /* n-1, one cache line each */
     atomic_uint gen;
-    atomic_int pending;
     atomic_bool stop;
     atomic_int n_sleeping;      /* workers blocked (or about to block) on wake */
     atomic_bool caller_sleeping;/* the caller blocked (or about to) on done */
     int spin;                   /* pause iterations before blocking */
+};
+
+/* A worker's share of the current job. */
+enum { SLOT_OPEN, SLOT_RUNNING, SLOT_TAKEN, SLOT_DONE };
+struct pool_slot {
+    _Alignas(64) atomic_int state;
+    char pad[64 - sizeof(atomic_int)];
 };
 
 struct worker_arg {
@@ -106,11 +124,15 @@ static void *worker_main(void *v) {
      * worker has finished the previous job, so 0 is the right start value
      * even if a job was dispatched before this thread first ran. */
     unsigned seen = 0;
+    atomic_int *st = &p->slots[wa->ith - 1].state;
     for (;;) {
         seen = wait_new_gen(p, seen);
         if (atomic_load_explicit(&p->stop, memory_order_acquire)) break;
+        int open = SLOT_OPEN;
+        if (!atomic_compare_exchange_strong(st, &open, SLOT_RUNNING)) continue; /* the caller took it */
         p->fn(p->arg, wa->ith, p->n);
-        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_sleeping)) {
+        atomic_store(st, SLOT_DONE);
+        if (atomic_load(&p->caller_sleeping)) {
             pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->done);
             pthread_mutex_unlock(&p->mu);
@@ -152,7 +174,6 @@ deepc_pool *deepc_pool_create(int n_threads) {
     if (!p) return NULL;
     p->n = n_threads;
     atomic_init(&p->gen, 0u);
-    atomic_init(&p->pending, 0);
     atomic_init(&p->stop, false);
     atomic_init(&p->n_sleeping, 0);
     atomic_init(&p->caller_sleeping, false);
@@ -175,7 +196,9 @@ deepc_pool *deepc_pool_create(int n_threads) {
     p->sync_ok = true;
     p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
     p->wargs = calloc((size_t)n_threads - 1, sizeof *p->wargs);
-    if (!p->threads || !p->wargs) goto fail;
+    p->slots = aligned_alloc(sizeof(struct pool_slot), ((size_t)n_threads - 1) * sizeof(struct pool_slot));
+    if (!p->threads || !p->wargs || !p->slots) goto fail;
+    for (int i = 0; i < n_threads - 1; i++) atomic_init(&p->slots[i].state, SLOT_DONE);
     for (int i = 0; i < n_threads - 1; i++) {
         p->wargs[i].pool = p;
         p->wargs[i].ith = i + 1;
@@ -204,6 +227,7 @@ void deepc_pool_destroy(deepc_pool *p) {
     }
     free(p->threads);
     free(p->wargs);
+    free(p->slots);
     free(p);
 }
 
@@ -213,6 +237,19 @@ int deepc_pool_size(const deepc_pool *p) {
 
 /* ---- run ---------------------------------------------------------------- */
 
+/* Waits until no worker runs slot i any more (it was done or taken). */
+static void wait_slot(deepc_pool *p, atomic_int *st) {
+    for (int i = 0; i < p->spin; i++) {
+        if (atomic_load_explicit(st, memory_order_acquire) != SLOT_RUNNING) return;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->caller_sleeping, true);
+    while (atomic_load(st) == SLOT_RUNNING) pthread_cond_wait(&p->done, &p->mu);
+    atomic_store(&p->caller_sleeping, false);
+    pthread_mutex_unlock(&p->mu);
+}
+
 /* A NULL pool behaves like a pool of one: fn runs inline with (0, 1). */
 void deepc_pool_run(deepc_pool *p, deepc_task_fn fn, void *arg) {
     if (!p || p->n == 1) {
@@ -221,20 +258,16 @@ void deepc_pool_run(deepc_pool *p, deepc_task_fn fn, void *arg) {
     }
     p->fn = fn;
     p->arg = arg;
-    atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
+    for (int i = 0; i < p->n - 1; i++) atomic_store_explicit(&p->slots[i].state, SLOT_OPEN, memory_order_release);
     publish(p);
 
     fn(arg, 0, p->n);
 
-    for (int i = 0; i < p->spin; i++) {
-        if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0) return;
-        cpu_relax();
+    for (int i = 0; i < p->n - 1; i++) {
+        int open = SLOT_OPEN;
+        if (atomic_compare_exchange_strong(&p->slots[i].state, &open, SLOT_TAKEN)) fn(arg, i + 1, p->n);
     }
-    pthread_mutex_lock(&p->mu);
-    atomic_store(&p->caller_sleeping, true);
-    while (atomic_load(&p->pending) != 0) pthread_cond_wait(&p->done, &p->mu);
-    atomic_store(&p->caller_sleeping, false);
-    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->n - 1; i++) wait_slot(p, &p->slots[i].state);
 }
 
 /* ---- default thread count ----------------------------------------------- */

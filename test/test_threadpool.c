@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -188,6 +189,8 @@ typedef struct {
     pthread_t caller;
     atomic_int ith0_on_caller;     /* set by ith 0 */
     atomic_int others_on_caller;   /* other slots that ran on the caller */
+    atomic_int runs[MAX_T];
+    atomic_int hold_ith1;          /* ith 1 sleeps this many ms */
 } who_job;
 
 static void who_task(void *arg, int ith, int nth) {
@@ -196,19 +199,68 @@ static void who_task(void *arg, int ith, int nth) {
     int on = pthread_equal(pthread_self(), j->caller) != 0;
     if (ith == 0) atomic_store(&j->ith0_on_caller, on);
     else if (on) atomic_fetch_add(&j->others_on_caller, 1);
+    if (ith == 1 && atomic_load(&j->hold_ith1)) sleep_ms(atomic_load(&j->hold_ith1));
+    atomic_fetch_add(&j->runs[ith], 1);
 }
 
+static void who_init(who_job *j) {
+    memset(j, 0, sizeof *j);
+    j->caller = pthread_self();
+    atomic_init(&j->ith0_on_caller, 0);
+    atomic_init(&j->others_on_caller, 0);
+    atomic_init(&j->hold_ith1, 0);
+    for (int i = 0; i < MAX_T; i++) atomic_init(&j->runs[i], 0);
+}
+
+/* ith 0 always runs on the caller. The workers' slots run on a worker or,
+ * when a worker has not started by the time the caller is through its own
+ * share (just created, asleep, descheduled), on the caller. */
 static void test_caller_runs_ith_zero_and_workers_the_rest(void **state) {
     (void)state;
     deepc_pool *p = deepc_pool_create(3);
     assert_non_null(p);
     who_job j;
-    j.caller = pthread_self();
-    atomic_init(&j.ith0_on_caller, 0);
-    atomic_init(&j.others_on_caller, 0);
+    who_init(&j);
     deepc_pool_run(p, who_task, &j);
     assert_int_equal(atomic_load(&j.ith0_on_caller), 1);
-    assert_int_equal(atomic_load(&j.others_on_caller), 0);
+    for (int i = 0; i < 3; i++) assert_int_equal(atomic_load(&j.runs[i]), 1);
+    deepc_pool_destroy(p);
+}
+
+/* A slot whose worker is still busy is waited for, never run twice: ith 1
+ * sleeps 30 ms in every job, on whichever thread runs it, and the job only
+ * returns once it is done. Jobs after it see every slot reopened. */
+static void test_slow_slot_is_waited_for_and_runs_once(void **state) {
+    (void)state;
+    deepc_pool *p = deepc_pool_create(3);
+    assert_non_null(p);
+    for (int k = 0; k < 3; k++) {
+        who_job j;
+        who_init(&j);
+        atomic_store(&j.hold_ith1, 30);
+        deepc_pool_run(p, who_task, &j);
+        for (int i = 0; i < 3; i++) assert_int_equal(atomic_load(&j.runs[i]), 1);
+    }
+    deepc_pool_destroy(p);
+}
+
+/* Workers that are asleep when a job arrives (after 50 ms idle, past the
+ * spin) either wake in time or have their slot run by the caller; either way
+ * every slot runs once, over many jobs with idle gaps between. */
+static void test_jobs_after_idle_gaps_run_every_slot_once(void **state) {
+    (void)state;
+    deepc_pool *p = deepc_pool_create(4);
+    assert_non_null(p);
+    int on_caller = 0;
+    for (int k = 0; k < 20; k++) {
+        who_job j;
+        who_init(&j);
+        deepc_pool_run(p, who_task, &j);
+        for (int i = 0; i < 4; i++) assert_int_equal(atomic_load(&j.runs[i]), 1);
+        on_caller += atomic_load(&j.others_on_caller);
+        if (k % 5 == 4) sleep_ms(50);
+    }
+    printf("  worker slots run by the caller: %d of 60\n", on_caller);
     deepc_pool_destroy(p);
 }
 
@@ -237,6 +289,8 @@ int main(void) {
         cmocka_unit_test(test_destroy_null_is_noop),
         cmocka_unit_test(test_pool_of_one_runs_inline_on_caller),
         cmocka_unit_test(test_caller_runs_ith_zero_and_workers_the_rest),
+        cmocka_unit_test(test_slow_slot_is_waited_for_and_runs_once),
+        cmocka_unit_test(test_jobs_after_idle_gaps_run_every_slot_once),
         cmocka_unit_test(test_default_threads_is_in_range),
         cmocka_unit_test(test_nonpositive_size_uses_default_threads),
     };
