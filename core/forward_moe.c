@@ -4,6 +4,8 @@
  * once per batch, and the shared experts run on every token. Only the
  * selected experts' bytes are touched. */
 #include <math.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "expert_store.h"
@@ -20,8 +22,10 @@
  *          once that chunk's gate/up job is done, its down outputs;
  *   ex_g, ex_u, act2  gate and up outputs, SwiGLU and its conversion.
  * route_ids[p] is rewritten to p's row once the pairs are grouped, for the
- * final weighted sum. Threads own fixed slices of every expert's rows, so
- * the split is fixed; no output depends on it anyway. */
+ * final weighted sum. The work is cut into (expert, slice of rows) units
+ * that threads claim from a counter, so a thread that is preempted (or
+ * starts late) leaves its share to the other; no output depends on who
+ * computes it. */
 typedef struct {
     deepc_session *s;
     const deepc_wt *w;    /* gate, up, down views of active expert a at w[3a..3a+2] */
@@ -34,12 +38,30 @@ typedef struct {
     bool fuse;
     deepc_quantize_fn quantize; /* NULL: down takes f32 (reads ex_g) */
     size_t mid_stride, blk_elems, blk_bytes;
+    int rows, slice;      /* rows of each expert matrix; rows per unit (a multiple of align) */
+    atomic_int next;      /* next unit to claim: (a - a0) * slices + k */
 } moe_task;
 
-/* Thread ith's slice of rows, cut on multiples of align. */
-static void slice_of(int rows, int align, int ith, int nth, int *r0, int *r1) {
-    *r0 = (int)((long long)rows * ith / nth / align * align);
-    *r1 = ith + 1 == nth ? rows : (int)((long long)rows * (ith + 1) / nth / align * align);
+/* Units per thread and per job: enough that one preempted thread costs
+ * little, few enough that each is a long run of rows. */
+#define MOE_UNITS_PER_THREAD 4
+
+static void moe_slicing(moe_task *t, int rows, int nth) {
+    int sl = (rows + nth * MOE_UNITS_PER_THREAD - 1) / (nth * MOE_UNITS_PER_THREAD);
+    sl = (sl + t->align - 1) / t->align * t->align;
+    t->rows = rows;
+    t->slice = sl > 0 ? sl : t->align;
+}
+
+/* Claims the next unit of the chunk [a0, a1): its expert and rows. */
+static bool moe_claim(moe_task *t, int *a, int *r0, int *r1) {
+    int per = (t->rows + t->slice - 1) / t->slice;
+    int u = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
+    if (u >= per * (t->a1 - t->a0)) return false;
+    *a = t->a0 + u / per;
+    *r0 = u % per * t->slice;
+    *r1 = *r0 + t->slice < t->rows ? *r0 + t->slice : t->rows;
+    return true;
 }
 
 /* y[i * ys + r] = W[r] . x[i] for rows [r0, r1) and sorted pairs [i0, i1):
@@ -64,12 +86,12 @@ static void expert_rows(const deepc_kernels *k, const deepc_wt *w, int r0, int r
 /* gate and up of every active expert in the chunk, then (fuse) SwiGLU and
  * the conversion of this thread's columns of each pair */
 static void gate_up_run(void *arg, int ith, int nth) {
-    const moe_task *t = arg;
+    moe_task *t = arg;
     deepc_session *s = t->s;
-    int FX = s->m->hp.n_ff_exp, r0, r1;
-    slice_of(FX, t->align, ith, nth, &r0, &r1);
-    if (r0 >= r1) return;
-    for (int a = t->a0; a < t->a1; a++) {
+    int FX = s->m->hp.n_ff_exp, a, r0, r1;
+    (void)ith;
+    (void)nth;
+    while (moe_claim(t, &a, &r0, &r1)) {
         int e = s->active[a], i0 = s->exp_start[e], i1 = s->exp_start[e + 1];
         expert_rows(s->k, &t->w[3 * a], r0, r1, t->xq, t->xq_stride, i0, i1, s->ex_g, (size_t)FX);
         expert_rows(s->k, &t->w[3 * a + 1], r0, r1, t->xq, t->xq_stride, i0, i1, s->ex_u, (size_t)FX);
@@ -85,12 +107,12 @@ static void gate_up_run(void *arg, int ith, int nth) {
 }
 
 static void down_run(void *arg, int ith, int nth) {
-    const moe_task *t = arg;
+    moe_task *t = arg;
     deepc_session *s = t->s;
-    int E = s->m->hp.n_embd, r0, r1;
-    slice_of(E, t->align, ith, nth, &r0, &r1);
-    if (r0 >= r1) return;
-    for (int a = t->a0; a < t->a1; a++) {
+    int E = s->m->hp.n_embd, a, r0, r1;
+    (void)ith;
+    (void)nth;
+    while (moe_claim(t, &a, &r0, &r1)) {
         int e = s->active[a];
         expert_rows(s->k, &t->w[3 * a + 2], r0, r1, t->xq, t->xq_stride, s->exp_start[e], s->exp_start[e + 1], s->ex_y,
                     (size_t)E);
@@ -156,6 +178,9 @@ void deepc_ffn_moe(deepc_session *s, const deepc_layer *L, int n) {
                     .blk_elems = ti->block_elems, .blk_bytes = ti->block_bytes };
     moe_task dn = { .s = s, .w = s->ex_w, .xq = conv ? (const uint8_t *)s->act2 : (const uint8_t *)s->ex_g,
                     .xq_stride = mid_stride, .align = MOE_ROW_ALIGN };
+    int nth = deepc_pool_size(s->pool);
+    moe_slicing(&gu, FX, nth);
+    moe_slicing(&dn, E, nth);
     for (int a0 = 0; a0 < s->n_active; a0 = gu.a1) {
         int cnt = s->n_active - a0;
         if (s->store) {
@@ -174,11 +199,13 @@ void deepc_ffn_moe(deepc_session *s, const deepc_layer *L, int n) {
         int i0 = s->exp_start[s->active[a0]], i1 = s->exp_start[s->active[a0 + cnt - 1] + 1];
         for (int i = i0; i < i1; i++)
             memcpy((uint8_t *)s->ex_y + (size_t)i * gu.xq_stride, xin + (size_t)(s->exp_pairs[i] / K) * in_stride, in_stride);
+        atomic_init(&gu.next, 0);
         deepc_pool_run(s->pool, gate_up_run, &gu);
         if (!fuse) {
             deepc_swiglu(s->ex_g + (size_t)i0 * FX, s->ex_u + (size_t)i0 * FX, (size_t)(i1 - i0) * FX);
             if (conv) deepc_act_convert(s, dt, s->ex_g + (size_t)i0 * FX, i1 - i0, FX, (uint8_t *)s->act2 + (size_t)i0 * mid_stride);
         }
+        atomic_init(&dn.next, 0);
         deepc_pool_run(s->pool, down_run, &dn);
         if (s->store) deepc_expert_store_release(s->store);
     }
