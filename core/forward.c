@@ -313,16 +313,20 @@ static void swiglu_epilogue(const matmul_task *t, int r0, int r1) {
     }
 }
 
-static void ffn_dense(deepc_session *s, const deepc_layer *L, int n) {
-    int E = s->m->hp.n_embd, F = L->w_gate.rows;
-    const matmul_part gate_up[2] = { part_of(&L->w_gate, s->hb, F, NULL), part_of(&L->w_up, s->hb2, F, NULL) };
-    deepc_type dt = s->k->act_type[L->w_down.type];
+/* s->xb = down(silu(gate(xb)) * up(xb)) for n rows: the dense MLP and the
+ * shared experts of a MoE layer. Gate and up run as one job with SwiGLU and
+ * the conversion for down in its epilogue, so it costs two pool jobs. Uses
+ * s->hb, s->hb2 and s->att. */
+void deepc_swiglu_mlp(deepc_session *s, const deepc_wt *gate, const deepc_wt *up, const deepc_wt *down, int n) {
+    int E = s->m->hp.n_embd, F = gate->rows;
+    const matmul_part gate_up[2] = { part_of(gate, s->hb, F, NULL), part_of(up, s->hb2, F, NULL) };
+    deepc_type dt = s->k->act_type[down->type];
     const deepc_type_traits *ti = deepc_type_info((int)dt);
     int blk = (int)ti->block_elems, align = blk > ROW_ALIGN ? blk : ROW_ALIGN;
-    if (!same_act_type(s, gate_up, 2) || L->w_up.rows != F || align % blk != 0 || F % blk != 0) {
+    if (!same_act_type(s, gate_up, 2) || up->rows != F || align % blk != 0 || F % blk != 0) {
         matmul_fused(s, gate_up, 2, s->xb, n);
         deepc_swiglu(s->hb, s->hb2, (size_t)n * F);
-        deepc_matmul(s, &L->w_down, s->hb, n, s->xb, E, NULL);
+        deepc_matmul(s, down, s->hb, n, s->xb, E, NULL);
     } else {
         /* s->att (B x widest row, floats) is free until the next attention */
         swiglu_ctx c = { s->hb, s->hb2, F, dt == DEEPC_TYPE_F32 ? NULL : s->k->quantize_act[dt], (uint8_t *)s->att,
@@ -334,12 +338,17 @@ static void ffn_dense(deepc_session *s, const deepc_layer *L, int n) {
         t.epilogue = swiglu_epilogue;
         t.ctx = &c;
         matmul_go(s, &t);
-        matmul_task d = { .k = s->k, .part = { part_of(&L->w_down, s->xb, E, NULL) }, .n_parts = 1,
-                          .rows = L->w_down.rows, .align = ROW_ALIGN, .B = n, .n_groups = 1,
+        matmul_task d = { .k = s->k, .part = { part_of(down, s->xb, E, NULL) }, .n_parts = 1,
+                          .rows = down->rows, .align = ROW_ALIGN, .B = n, .n_groups = 1,
                           .xq = c.quantize ? (const void *)c.xq : s->hb,
                           .xq_stride = c.quantize ? c.xq_stride : (size_t)F * sizeof(float) };
         matmul_go(s, &d);
     }
+}
+
+static void ffn_dense(deepc_session *s, const deepc_layer *L, int n) {
+    int E = s->m->hp.n_embd;
+    deepc_swiglu_mlp(s, &L->w_gate, &L->w_up, &L->w_down, n);
     for (size_t i = 0; i < (size_t)n * E; i++) s->x[i] += s->xb[i];
 }
 

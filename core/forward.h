@@ -41,5 +41,8 @@ void deepc_swiglu(float *hb, const float *hb2, size_t n);
 void deepc_attn_mla(deepc_session *s, int l, int pos0, int n);
 /* DeepSeekMoE FFN for the n tokens in s->xb (normed); adds into s->x. */
 void deepc_ffn_moe(deepc_session *s, const deepc_layer *L, int n);
+/* s->xb = down(silu(gate(xb)) * up(xb)) for n rows (dense MLP, shared
+ * experts); uses s->hb, s->hb2 and s->att as scratch. */
+void deepc_swiglu_mlp(deepc_session *s, const deepc_wt *gate, const deepc_wt *up, const deepc_wt *down, int n);
 
 #endif

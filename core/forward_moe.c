@@ -213,11 +213,7 @@ void deepc_ffn_moe(deepc_session *s, const deepc_layer *L, int n) {
     /* shared experts on every token (xb is no longer needed after this) */
     float *shared = NULL;
     if (hp->n_expert_shared) {
-        int FS = L->sh_gate.rows;
-        deepc_matmul(s, &L->sh_gate, s->xb, n, s->hb, FS, NULL);
-        deepc_matmul(s, &L->sh_up, s->xb, n, s->hb2, FS, NULL);
-        deepc_swiglu(s->hb, s->hb2, (size_t)n * FS);
-        deepc_matmul(s, &L->sh_down, s->hb, n, s->xb, E, NULL);
+        deepc_swiglu_mlp(s, &L->sh_gate, &L->sh_up, &L->sh_down, n);
         shared = s->xb;
     }
     /* out = sum_k w_k * expert_k(x) in top-k order, then + shared(x) */
