@@ -178,6 +178,12 @@ static void matmul_fused(deepc_session *s, const matmul_part *parts, int n_parts
     }
 }
 
+void deepc_matmul_pair(deepc_session *s, const float *x, int B, const deepc_wt *w1, float *y1, int y1_stride,
+                       const deepc_wt *w2, float *y2, int y2_stride) {
+    const matmul_part parts[2] = { part_of(w1, y1, y1_stride, NULL), part_of(w2, y2, y2_stride, NULL) };
+    matmul_fused(s, parts, 2, x, B);
+}
+
 /* ---- elementwise pieces (fp32) ----------------------------------------- */
 
 void deepc_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {

@@ -134,17 +134,17 @@ void deepc_attn_mla(deepc_session *s, int l, int pos0, int n) {
     const deepc_layer *L = &m->layers[l];
     int E = hp->n_embd, H = hp->n_heads, R = hp->kv_lora_rank, NOPE = hp->qk_nope, ROPE = hp->qk_rope;
     int QH = NOPE + ROPE, C = R + ROPE, half = ROPE / 2;
+    /* the query's first product and the latent KV share the input: one job */
     if (hp->q_lora_rank) {
-        deepc_matmul(s, &L->wq_a, s->xb, n, s->q_a, hp->q_lora_rank, NULL);
+        deepc_matmul_pair(s, s->xb, n, &L->wq_a, s->q_a, hp->q_lora_rank, &L->wkv_a, s->ckv, C);
         for (int b = 0; b < n; b++) {
             float *qa = s->q_a + (size_t)b * hp->q_lora_rank;
             deepc_rmsnorm(qa, qa, L->q_a_norm.data, hp->q_lora_rank, MLA_NORM_EPS);
         }
         deepc_matmul(s, &L->wq_b, s->q_a, n, s->q, H * QH, NULL);
     } else {
-        deepc_matmul(s, &L->wq, s->xb, n, s->q, H * QH, NULL);
+        deepc_matmul_pair(s, s->xb, n, &L->wq, s->q, H * QH, &L->wkv_a, s->ckv, C);
     }
-    deepc_matmul(s, &L->wkv_a, s->xb, n, s->ckv, C, NULL);
     for (int b = 0; b < n; b++) {
         int p = pos0 + b;
         const float *cs = s->rope_cos + (size_t)p * half, *sn = s->rope_sin + (size_t)p * half;
