@@ -49,6 +49,12 @@ const deepc_kernels *deepc_kernels_avx512vnni(void); /* arch/x86_avx512.c */
 float deepc_avx2_vec_dot_q4_1(size_t n, const void *w, const void *x);
 float deepc_avx512_vec_dot_q4_1(size_t n, const void *w, const void *x);
 float deepc_avx512_vec_dot_q4_1_vnni(size_t n, const void *w, const void *x);
+/* q6_k x Q8_K vec_dots: arch/x86_avx2_q6_k.c ("avx2") and
+ * arch/x86_avx512_q6_k.c ("avx512", "avx512vnni" with the _vnni suffix);
+ * each equals deepc_scalar_vec_dot_q6_k bit for bit */
+float deepc_avx2_vec_dot_q6_k(size_t n, const void *w, const void *x);
+float deepc_avx512_vec_dot_q6_k(size_t n, const void *w, const void *x);
+float deepc_avx512_vec_dot_q6_k_vnni(size_t n, const void *w, const void *x);
 #endif
 #if defined(__aarch64__)
 const deepc_kernels *deepc_kernels_neon(void);         /* arch/neon_kernels.c */
