@@ -139,3 +139,56 @@ float deepc_avx2_vec_dot_q6_k(size_t n, const void *w, const void *x) {
     }
     return sum;
 }
+
+/* ---- gemm --------------------------------------------------------------- */
+
+/* One row's super-block ib is unpacked once (its eight code registers fill
+ * half the register file, so one row at a time) while the tile's tokens
+ * pass over it four at a time: the four tokens' lane vectors go through one
+ * q6_reduce4 (their isums, exact) and one multiply and add of four floats,
+ * the operations vec_dot does for each, in the same order, so every output
+ * is vec_dot's bit for bit. A last group of fewer than four tokens repeats
+ * its last token in the missing lanes and stores only its own. Token tiles
+ * of equal size up to Q6_RN keep the activations in L2 while the weights
+ * stream past once per tile. */
+#define Q6_RN 64 /* tokens per tile */
+
+Q6_INLINE void q6_row(size_t nb, const deepc_block_q6_k *w, const unsigned char *x, size_t x_stride, int tn, float *y,
+                      size_t y_stride) {
+    __m128 acc[Q6_RN / 4];
+    int ng = (tn + 3) / 4;
+    for (int g = 0; g < ng; g++) acc[g] = _mm_setzero_ps();
+    for (size_t ib = 0; ib < nb; ib++) {
+        q6_wsb o;
+        q6_unpack(w + ib, &o);
+        const __m128 dw = _mm_set1_ps(_cvtsh_ss(w[ib].d));
+        for (int g = 0; g < ng; g++) {
+            const deepc_block_q8_k *xb[4];
+            for (int k = 0; k < 4; k++) {
+                int j = 4 * g + k < tn ? 4 * g + k : tn - 1;
+                xb[k] = (const deepc_block_q8_k *)(x + (size_t)j * x_stride) + ib;
+            }
+            __m128i is = q6_reduce4(q6_lanes(&o, xb[0]), q6_lanes(&o, xb[1]), q6_lanes(&o, xb[2]), q6_lanes(&o, xb[3]));
+            __m128 dd = _mm_mul_ps(dw, _mm_setr_ps(xb[0]->d, xb[1]->d, xb[2]->d, xb[3]->d));
+            acc[g] = _mm_add_ps(acc[g], _mm_mul_ps(dd, _mm_cvtepi32_ps(is)));
+        }
+    }
+    for (int g = 0; g < ng; g++) {
+        float v[4];
+        _mm_storeu_ps(v, acc[g]);
+        for (int k = 0; k < 4 && 4 * g + k < tn; k++) y[(size_t)(4 * g + k) * y_stride] = v[k];
+    }
+}
+
+void deepc_avx2_gemm_q6_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
+                          size_t x_stride, float *y, size_t y_stride) {
+    size_t nb = n / DEEPC_QK_K;
+    const unsigned char *wb = w, *xb = x;
+    int tiles = (ntok + Q6_RN - 1) / Q6_RN, tile = tiles ? (ntok + tiles - 1) / tiles : 1;
+    for (int t0 = 0; t0 < ntok; t0 += tile) {
+        int tn = ntok - t0 < tile ? ntok - t0 : tile;
+        for (int r = 0; r < nrows; r++)
+            q6_row(nb, (const deepc_block_q6_k *)(wb + (size_t)r * w_stride), xb + (size_t)t0 * x_stride, x_stride, tn,
+                   y + (size_t)t0 * y_stride + r, y_stride);
+    }
+}

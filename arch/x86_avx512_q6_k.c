@@ -190,3 +190,79 @@ float deepc_avx512_vec_dot_q6_k(size_t n, const void *w, const void *x) {
 float deepc_avx512_vec_dot_q6_k_vnni(size_t n, const void *w, const void *x) {
     return q6_dot_body(n, w, x, true);
 }
+
+/* ---- gemm --------------------------------------------------------------- */
+
+/* Four rows' super-block ib are unpacked once into registers (codes) and the
+ * stack (scale operands) while every token of the tile passes over them:
+ * each token's four lane vectors go through one q6_reduce4 (the four rows'
+ * isums, exact) and one multiply and add of four floats, the operations
+ * vec_dot does for each, in the same order, so every output is vec_dot's
+ * bit for bit. The tile's four-row accumulators are one __m128 per token.
+ * Token tiles of equal size up to Q6_RN (the activations, 292 bytes per
+ * super-block and token, stay in L2 while the weights stream past once per
+ * tile); a last block of fewer than four rows repeats its last row in the
+ * missing lanes and stores only its own. */
+#define Q6_RN 64 /* tokens per tile */
+#define Q6_R 4   /* rows per register block */
+
+Q6_INLINE void q6_rows(bool vnni, int R, size_t nb, const unsigned char *w, size_t w_stride, const unsigned char *x,
+                       size_t x_stride, int tn, float *y, size_t y_stride) {
+    __m128 acc[Q6_RN];
+    for (int j = 0; j < tn; j++) acc[j] = _mm_setzero_ps();
+    const deepc_block_q6_k *rw[Q6_R];
+    for (int r = 0; r < Q6_R; r++) rw[r] = (const deepc_block_q6_k *)(w + (size_t)(r < R ? r : R - 1) * w_stride);
+    for (size_t ib = 0; ib < nb; ib++) {
+        __m512i Q[Q6_R][4];
+        q6_wsb W[Q6_R];
+        uint16_t dh[Q6_R];
+        Q6_UNROLL
+        for (int r = 0; r < Q6_R; r++) {
+            q6_unpack(rw[r] + ib, vnni, Q[r], &W[r]);
+            dh[r] = rw[r][ib].d;
+        }
+        const __m128 dw = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)dh));
+        for (int j = 0; j < tn; j++) {
+            const deepc_block_q8_k *xb = (const deepc_block_q8_k *)(x + (size_t)j * x_stride) + ib;
+            __m128i is = q6_reduce4(q6_lanes(Q[0], &W[0], xb, vnni), q6_lanes(Q[1], &W[1], xb, vnni),
+                                    q6_lanes(Q[2], &W[2], xb, vnni), q6_lanes(Q[3], &W[3], xb, vnni));
+            __m128 dd = _mm_mul_ps(dw, _mm_set1_ps(xb->d));
+            acc[j] = _mm_add_ps(acc[j], _mm_mul_ps(dd, _mm_cvtepi32_ps(is)));
+        }
+    }
+    for (int j = 0; j < tn; j++) {
+        float *yj = y + (size_t)j * y_stride;
+        if (R == Q6_R) {
+            _mm_storeu_ps(yj, acc[j]);
+        } else {
+            float v[4];
+            _mm_storeu_ps(v, acc[j]);
+            for (int r = 0; r < R; r++) yj[r] = v[r];
+        }
+    }
+}
+
+Q6_INLINE void q6_gemm(bool vnni, int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
+                       size_t x_stride, float *y, size_t y_stride) {
+    size_t nb = n / DEEPC_QK_K;
+    const unsigned char *wb = w, *xb = x;
+    int tiles = (ntok + Q6_RN - 1) / Q6_RN, tile = tiles ? (ntok + tiles - 1) / tiles : 1;
+    for (int t0 = 0; t0 < ntok; t0 += tile) {
+        int tn = ntok - t0 < tile ? ntok - t0 : tile;
+        const unsigned char *xt = xb + (size_t)t0 * x_stride;
+        float *yt = y + (size_t)t0 * y_stride;
+        for (int r = 0; r < nrows; r += Q6_R)
+            q6_rows(vnni, nrows - r < Q6_R ? nrows - r : Q6_R, nb, wb + (size_t)r * w_stride, w_stride, xt, x_stride,
+                    tn, yt + r, y_stride);
+    }
+}
+
+void deepc_avx512_gemm_q6_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
+                            size_t x_stride, float *y, size_t y_stride) {
+    q6_gemm(false, nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
+}
+
+void deepc_avx512vnni_gemm_q6_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
+                                size_t x_stride, float *y, size_t y_stride) {
+    q6_gemm(true, nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
+}
