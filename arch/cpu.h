@@ -49,6 +49,12 @@ const deepc_kernels *deepc_kernels_avx512vnni(void); /* arch/x86_avx512.c */
 float deepc_avx2_vec_dot_q4_1(size_t n, const void *w, const void *x);
 float deepc_avx512_vec_dot_q4_1(size_t n, const void *w, const void *x);
 float deepc_avx512_vec_dot_q4_1_vnni(size_t n, const void *w, const void *x);
+/* q6_k x Q8_K vec_dots: arch/x86_avx2_q6_k.c ("avx2") and
+ * arch/x86_avx512_q6_k.c ("avx512", "avx512vnni" with the _vnni suffix);
+ * each equals deepc_scalar_vec_dot_q6_k bit for bit */
+float deepc_avx2_vec_dot_q6_k(size_t n, const void *w, const void *x);
+float deepc_avx512_vec_dot_q6_k(size_t n, const void *w, const void *x);
+float deepc_avx512_vec_dot_q6_k_vnni(size_t n, const void *w, const void *x);
 #endif
 #if defined(__aarch64__)
 const deepc_kernels *deepc_kernels_neon(void);         /* arch/neon_kernels.c */
@@ -144,6 +150,9 @@ deepc_axpy_rows_f16_kernel deepc_avx2_axpy_rows_f16_f32;
 deepc_gemm_kernel deepc_avx512vnni_gemm_q8_0;
 deepc_gemm_kernel deepc_avx512_gemm_q4_k, deepc_avx512_gemm_q3_k, deepc_avx512_gemm_q2_k;
 deepc_gemm_kernel deepc_avx512vnni_gemm_q4_k, deepc_avx512vnni_gemm_q3_k, deepc_avx512vnni_gemm_q2_k;
+/* arch/x86_avx512_q6_k.c, arch/x86_avx2_q6_k.c: each equals its own table's
+ * q6_k vec_dot bit for bit */
+deepc_gemm_kernel deepc_avx512_gemm_q6_k, deepc_avx512vnni_gemm_q6_k, deepc_avx2_gemm_q6_k;
 deepc_dot_f16_kernel deepc_avx512_dot_f16_f32;
 deepc_axpy_f16_kernel deepc_avx512_axpy_f16_f32;
 deepc_dot_rows_f16_kernel deepc_avx512_dot_rows_f16_f32;
@@ -152,7 +161,7 @@ deepc_axpy_rows_f16_kernel deepc_avx512_axpy_rows_f16_f32;
 #define DEEPC_OPS_AVX2                                                                              \
     .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx2_gemm_q8_0, [DEEPC_TYPE_Q4_K] = deepc_avx2_gemm_q4_k,        \
               [DEEPC_TYPE_Q3_K] = deepc_avx2_gemm_q3_k, [DEEPC_TYPE_Q2_K] = deepc_avx2_gemm_q2_k,      \
-              [DEEPC_TYPE_Q4_1] = deepc_avx2_gemm_q4_1 },                                              \
+              [DEEPC_TYPE_Q4_1] = deepc_avx2_gemm_q4_1, [DEEPC_TYPE_Q6_K] = deepc_avx2_gemm_q6_k },      \
     .dot_f16_f32 = deepc_avx2_dot_f16_f32, .axpy_f16_f32 = deepc_avx2_axpy_f16_f32,                \
     .dot_rows_f16_f32 = deepc_avx2_dot_rows_f16_f32, .axpy_rows_f16_f32 = deepc_avx2_axpy_rows_f16_f32
 #define DEEPC_OPS_AVX512_FP16                                                                       \
@@ -161,12 +170,12 @@ deepc_axpy_rows_f16_kernel deepc_avx512_axpy_rows_f16_f32;
 #define DEEPC_OPS_AVX512                                                                            \
     .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx2_gemm_q8_0, [DEEPC_TYPE_Q4_K] = deepc_avx512_gemm_q4_k,      \
               [DEEPC_TYPE_Q3_K] = deepc_avx512_gemm_q3_k, [DEEPC_TYPE_Q2_K] = deepc_avx512_gemm_q2_k,  \
-              [DEEPC_TYPE_Q4_1] = deepc_avx512_gemm_q4_1 },                                              \
+              [DEEPC_TYPE_Q4_1] = deepc_avx512_gemm_q4_1, [DEEPC_TYPE_Q6_K] = deepc_avx512_gemm_q6_k },    \
     DEEPC_OPS_AVX512_FP16
 #define DEEPC_OPS_AVX512_vnni                                                                            \
     .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx512vnni_gemm_q8_0, [DEEPC_TYPE_Q4_K] = deepc_avx512vnni_gemm_q4_k, \
               [DEEPC_TYPE_Q3_K] = deepc_avx512vnni_gemm_q3_k, [DEEPC_TYPE_Q2_K] = deepc_avx512vnni_gemm_q2_k, \
-              [DEEPC_TYPE_Q4_1] = deepc_avx512vnni_gemm_q4_1 },                                                 \
+              [DEEPC_TYPE_Q4_1] = deepc_avx512vnni_gemm_q4_1, [DEEPC_TYPE_Q6_K] = deepc_avx512vnni_gemm_q6_k }, \
     DEEPC_OPS_AVX512_FP16
 #endif
 

@@ -510,7 +510,7 @@ static const deepc_kernels avx2_kernels = {
         [DEEPC_TYPE_FP8_B128] = vec_dot_fp8_b128,
         [DEEPC_TYPE_Q8_K] = vec_dot_q8_k,
         [DEEPC_TYPE_Q4_1] = deepc_avx2_vec_dot_q4_1,
-        [DEEPC_TYPE_Q6_K] = deepc_scalar_vec_dot_q6_k,
+        [DEEPC_TYPE_Q6_K] = deepc_avx2_vec_dot_q6_k,
     },
     DEEPC_ACT_TYPES,
     .quantize_act = {

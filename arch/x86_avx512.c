@@ -558,7 +558,7 @@ static void quantize_q8_k(const float *x, void *dst, size_t n) {
             [DEEPC_TYPE_FP8_B128] = vec_dot_fp8_b128,           \
             [DEEPC_TYPE_Q8_K] = vec_dot_q8_k##SFX,              \
             [DEEPC_TYPE_Q4_1] = deepc_avx512_vec_dot_q4_1##SFX,  \
-            [DEEPC_TYPE_Q6_K] = deepc_scalar_vec_dot_q6_k,       \
+            [DEEPC_TYPE_Q6_K] = deepc_avx512_vec_dot_q6_k##SFX,  \
         },                                                      \
         DEEPC_ACT_TYPES,                                                      \
         .quantize_act = {                                       \

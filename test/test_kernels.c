@@ -8,9 +8,11 @@
  * - Q8_0 integer block dots: exactly (checked against an integer dot computed
  *   here, one block at a time, and over whole rows whose sums stay exact).
  * - Q8_0 activation quantizer: bit for bit with deepc_quantize_row.
- * - Q4_K / Q3_K / Q2_K / Q8_K x Q8_K: each super-block's integer sums
- *   exactly (the same two checks as Q8_0), rows within a summation-order
- *   bound; the Q8_K quantizer bit for bit.
+ * - Q4_K / Q3_K / Q2_K / Q6_K / Q8_K x Q8_K: each super-block's integer
+ *   sums exactly (the same two checks as Q8_0), rows within a
+ *   summation-order bound; Q6_K rows moreover bit for bit (its SIMD kernels
+ *   keep the scalar float arithmetic), NaN and infinite scales included;
+ *   the Q8_K quantizer bit for bit.
  * - FP8_B128 x F32: decode exact, rows within the float bound; NaN codes
  *   give NaN.
  * - Everything else in fp32: within a bound from summation order alone (the
@@ -389,13 +391,13 @@ static void test_quantize_act_is_bit_identical(void **state) {
     }
 }
 
-/* ---- k-quants (Q4_K, Q3_K, Q2_K; Q8_K weights) x Q8_K ------------------- */
+/* ---- k-quants (Q4_K, Q3_K, Q2_K, Q6_K; Q8_K weights) x Q8_K ------------- */
 
 /* Row lengths are whole 256-element super-blocks; 11264 = 44 x 256 is the
  * longest (the unrolled SIMD loops see every position). */
 #define K_MAX_NB 44
 static const size_t k_lens[] = { 256, 512, 1280, 4096, 11008, 11264 };
-static const deepc_type k_types[] = { DEEPC_TYPE_Q4_K, DEEPC_TYPE_Q3_K, DEEPC_TYPE_Q2_K, DEEPC_TYPE_Q8_K };
+static const deepc_type k_types[] = { DEEPC_TYPE_Q4_K, DEEPC_TYPE_Q3_K, DEEPC_TYPE_Q2_K, DEEPC_TYPE_Q6_K, DEEPC_TYPE_Q8_K };
 #define N_K_TYPES (sizeof k_types / sizeof k_types[0])
 static _Alignas(64) unsigned char kw[K_MAX_NB * sizeof(deepc_block_q8_k)];
 static deepc_block_q8_k kx[K_MAX_NB];
@@ -438,6 +440,11 @@ static void fill_k_raw(deepc_type t, size_t nb, int xlim, uint16_t d, int sc_lim
             q->d = q->dmin = d;
             if (sc_lim < 15)
                 for (int j = 0; j < 16; j++) q->scales[j] &= (uint8_t)(sc_lim | (sc_lim << 4));
+        } else if (t == DEEPC_TYPE_Q6_K) {
+            deepc_block_q6_k *q = (deepc_block_q6_k *)blk;
+            q->d = d;
+            if (sc_lim < 63) /* small signed scales */
+                for (int j = 0; j < 16; j++) q->scales[j] = (int8_t)rng_int(-sc_lim, sc_lim);
         } else {
             deepc_block_q8_k *q = (deepc_block_q8_k *)blk;
             q->d = deepc_fp16_to_fp32(d);
@@ -496,6 +503,20 @@ static void test_k_block_integer_dots_are_exact(void **state) {
                 deepc_block_q2_k *q = (deepc_block_q2_k *)kw;
                 for (int l = 0; l < 32; l++) q->qs[l] |= 3;
                 q->scales[0] = q->scales[1] = 0xff;
+            } else if (t == DEEPC_TYPE_Q6_K) {
+                /* elements 0-31 at code 63 (sub-block 0, scale -128) and
+                 * elements 64-95 at code 0 (sub-blocks 4, 5, scale 127):
+                 * the largest vpmaddubsw pairs, both signs of q - 32 */
+                deepc_block_q6_k *q = (deepc_block_q6_k *)kw;
+                for (int l = 0; l < 32; l++) {
+                    q->ql[l] = 0x0f;      /* low nibble 15 (element l), high 0 (element 64 + l) */
+                    q->qh[l] &= 0xcc;     /* top bits of l: 3, of 64 + l: 0 */
+                    q->qh[l] |= 0x03;
+                }
+                q->scales[0] = q->scales[1] = -128;
+                q->scales[4] = q->scales[5] = 127;
+                memset(kx[0].qs + 64, 0x80, 32);
+                fix_bsums(&kx[0]);
             } else {
                 deepc_block_q8_k *q = (deepc_block_q8_k *)kw;
                 memset(q->qs, 0x80, 32);                   /* -128 x -127 */
@@ -555,7 +576,7 @@ static double k_abs_terms(deepc_type t, size_t nb) {
         } else {
             /* the dequantized value without the min is |d * sc * q|: dequantize
              * with dmin = 0 to get it, then the min term separately */
-            unsigned char tmp[sizeof(deepc_block_q4_k)];
+            unsigned char tmp[sizeof(deepc_block_q6_k)];
             memcpy(tmp, blk, k_block_bytes(t));
             if (t == DEEPC_TYPE_Q4_K) ((deepc_block_q4_k *)tmp)->dmin = 0;
             if (t == DEEPC_TYPE_Q2_K) ((deepc_block_q2_k *)tmp)->dmin = 0;
@@ -606,6 +627,7 @@ static void fill_k_case(deepc_type t, qdata_kind kind, size_t n) {
         if (t == DEEPC_TYPE_Q4_K) { ((deepc_block_q4_k *)blk)->d = d; ((deepc_block_q4_k *)blk)->dmin = dm; }
         else if (t == DEEPC_TYPE_Q3_K) ((deepc_block_q3_k *)blk)->d = d;
         else if (t == DEEPC_TYPE_Q2_K) { ((deepc_block_q2_k *)blk)->d = d; ((deepc_block_q2_k *)blk)->dmin = dm; }
+        else if (t == DEEPC_TYPE_Q6_K) ((deepc_block_q6_k *)blk)->d = d;
         else {
             deepc_block_q8_k *q = (deepc_block_q8_k *)blk;
             q->d = deepc_fp16_to_fp32(d);
@@ -642,6 +664,66 @@ static void test_k_vec_dot_matches_scalar(void **state) {
                              deepc_type_info((int)t)->name, n, qkind_names[kind], got, want,
                              fabs((double)got - (double)want), tol);
                 note_error(c, fabs((double)got - (double)want), tol);
+                c->checks++;
+            }
+        }
+    }
+}
+
+/* ---- Q6_K x Q8_K: bit for bit -------------------------------------------- */
+
+/* The q6_k kernels reduce each super-block's integer sum to one int32 and
+ * then do the scalar kernel's float operations in its order (arch/
+ * x86_*_q6_k.c), so they must equal it bit for bit (NaN: as NaN), beyond
+ * the summation-order bound of test_k_vec_dot_matches_scalar. Block counts
+ * 1 .. 13 cover every remainder of the four-block steps; 35 and 44 are
+ * real rows (8960, 11264). Data: quantizer output; raw bytes with random
+ * finite scales on both sides; raw with now and then a NaN, infinite, zero
+ * or subnormal scale (either side); every code and scale at its limits with
+ * activations at +-127 / -128. */
+static void fill_q6_k_special(size_t nb, int kind) {
+    static const uint16_t sp16[] = { 0x7e00, 0x7c00, 0xfc00, 0x0000, 0x8000, 0x0001, 0x7bff };
+    deepc_block_q6_k *w = (deepc_block_q6_k *)kw;
+    for (size_t i = 0; i < nb * sizeof *w; i++) kw[i] = (unsigned char)rng_next();
+    for (size_t b = 0; b < nb; b++) {
+        w[b].d = (uint16_t)((rng_next() % 0x7c00u) | ((rng_next() & 1) << 15));
+        kx[b].d = ldexpf(rng_unit(), rng_int(-20, 4)) * (rng_next() & 1 ? -1.0f : 1.0f);
+        for (int i = 0; i < DEEPC_QK_K; i++) kx[b].qs[i] = (int8_t)rng_int(-128, 127);
+        if (kind == 2 && rng_int(0, 6) == 0) w[b].d = sp16[rng_int(0, 6)];
+        if (kind == 2 && rng_int(0, 8) == 0) {
+            static const float spx[] = { NAN, INFINITY, -INFINITY, 0.0f, 1e-45f };
+            kx[b].d = spx[rng_int(0, 4)];
+        }
+        if (kind == 3) { /* codes 0 or 63, scales -128 or 127, x +-127 or -128 */
+            int c = rng_int(0, 3);
+            memset(w[b].ql, c & 1 ? 0xff : 0x00, sizeof w[b].ql);
+            memset(w[b].qh, c & 2 ? 0xff : 0x00, sizeof w[b].qh);
+            for (int j = 0; j < 16; j++) w[b].scales[j] = (int8_t)(rng_next() & 1 ? -128 : 127);
+            for (int i = 0; i < DEEPC_QK_K; i++) kx[b].qs[i] = (int8_t)(rng_next() & 1 ? (rng_next() & 1 ? -128 : -127) : 127);
+        }
+        fix_bsums(&kx[b]);
+    }
+}
+
+static void test_q6_k_vec_dot_is_bit_identical(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    const deepc_kernels *ref = deepc_kernels_scalar();
+    static const size_t nbs[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 35, 44 };
+    for (size_t li = 0; li < sizeof nbs / sizeof nbs[0]; li++) {
+        size_t nb = nbs[li], n = nb * DEEPC_QK_K;
+        for (int kind = 0; kind < 4; kind++) {
+            for (int rep = 0; rep < 3; rep++) {
+                if (kind == 0) fill_k_case(DEEPC_TYPE_Q6_K, rep == 0 ? QDATA_UNIT : QDATA_MIXED, n);
+                else fill_q6_k_special(nb, kind);
+                float want = ref->vec_dot[DEEPC_TYPE_Q6_K](n, kw, kx);
+                float got = k->vec_dot[DEEPC_TYPE_Q6_K](n, kw, kx);
+                uint32_t bw, bg;
+                memcpy(&bw, &want, 4);
+                memcpy(&bg, &got, 4);
+                if (isnan(want) ? !isnan(got) : bw != bg)
+                    fail_msg("%s q6_k nb=%zu kind %d: got %.9g (0x%08x), scalar %.9g (0x%08x)", c->name, nb, kind, got,
+                             bg, want, bw);
                 c->checks++;
             }
         }
@@ -746,7 +828,10 @@ static void test_fp8_non_finite_values_propagate(void **state) {
         deepc_type t = k_types[ti];
         fill_k_case(t, QDATA_UNIT, 1280);
         uint16_t nan16 = 0x7e00;
-        memcpy(kw + 2 * k_block_bytes(t) + (t == DEEPC_TYPE_Q3_K ? 108 : t == DEEPC_TYPE_Q2_K ? 80 : 0), &nan16, 2);
+        size_t d_at = t == DEEPC_TYPE_Q3_K ? offsetof(deepc_block_q3_k, d)
+                      : t == DEEPC_TYPE_Q2_K ? offsetof(deepc_block_q2_k, d)
+                      : t == DEEPC_TYPE_Q6_K ? offsetof(deepc_block_q6_k, d) : 0;
+        memcpy(kw + 2 * k_block_bytes(t) + d_at, &nan16, 2);
         assert_true(isnan(ref->vec_dot[t](1280, kw, kx)));
         assert_true(isnan(k->vec_dot[t](1280, kw, kx)));
         c->checks++;
@@ -1059,7 +1144,8 @@ static void test_selection_follows_cpu_features(void **state) {
     KT(i, isa, test_k_block_integer_dots_are_exact), KT(i, isa, test_k_unit_scale_rows_are_exact), \
     KT(i, isa, test_k_vec_dot_matches_scalar), KT(i, isa, test_fp8_vec_dot_matches_scalar), \
     KT(i, isa, test_fp8_non_finite_values_propagate), KT(i, isa, test_q8_k_quantize_act_is_bit_identical), \
-    KT(i, isa, test_q4_1_integer_parts_are_exact), KT(i, isa, test_q4_1_vec_dot_matches_scalar)
+    KT(i, isa, test_q4_1_integer_parts_are_exact), KT(i, isa, test_q4_1_vec_dot_matches_scalar), \
+    KT(i, isa, test_q6_k_vec_dot_is_bit_identical)
 
 int main(void) {
     _Static_assert(N_ISAS == 3, "add the new backend's PER_ISA line below");

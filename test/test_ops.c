@@ -12,7 +12,7 @@
  *   Shapes cover every code path: tails of 1..7 blocks after the 8-block
  *   groups, a lone group after the 16-block pairs, several k-chunks, several
  *   row blocks and token tiles with remainders, padded strides; for the
- *   k-quant kernels (q4_k, q3_k, q2_k), row counts around their register
+ *   k-quant kernels (q4_k, q3_k, q2_k, q6_k), row counts around their register
  *   block of 4, 1 .. 129 tokens (up to three tiles of 64), 1 .. 35
  *   super-blocks, and raw bytes as well as quantizer output; for q4_1,
  *   remainders of its 8- and 16-block groups, 1 .. 40 tokens, long rows
@@ -265,18 +265,18 @@ static void test_every_gemm_equals_vec_dot(void **state) {
 
 /* ---- k-quant gemm ------------------------------------------------------- */
 
-/* The k-quant kernels (q4_k, q3_k, q2_k weights x q8_k activations) have
- * their own code paths: several rows in registers, token tiles of up to 64
- * (so 65 and 70 tokens make two tiles, 129 three), a register block of rows
- * with single-row tails. Shapes below cover each; lengths from one
+/* The k-quant kernels (q4_k, q3_k, q2_k, q6_k weights x q8_k activations)
+ * have their own code paths: several rows in registers, token tiles of up to
+ * 64 (so 65 and 70 tokens make two tiles, 129 three), a register block of
+ * rows with single-row tails (q6_k: a short last block). Shapes below cover each; lengths from one
  * super-block to the 1.5B model's 8960 (35). */
 #define KQ_MAX_ROWS 13
 #define KQ_MAX_TOK 129
 #define KQ_MAX_NB 35
 #define KQ_PAD 2 /* extra blocks between rows */
-static unsigned char kq_w[KQ_MAX_ROWS * (KQ_MAX_NB + KQ_PAD) * sizeof(deepc_block_q4_k)];
+static unsigned char kq_w[KQ_MAX_ROWS * (KQ_MAX_NB + KQ_PAD) * sizeof(deepc_block_q6_k)]; /* the largest block */
 static deepc_block_q8_k kq_x[KQ_MAX_TOK * (KQ_MAX_NB + KQ_PAD)];
-static float kq_y[KQ_MAX_TOK * (KQ_MAX_ROWS + 3)], kq_f[KQ_MAX_NB * DEEPC_QK_K];
+static float kq_y[(KQ_MAX_TOK + 1) * (KQ_MAX_ROWS + 3)], kq_f[KQ_MAX_NB * DEEPC_QK_K]; /* + 1: a canary token row */
 
 typedef enum { KQ_QUANTIZED, KQ_RAW, KQ_SPECIAL, KQ_KINDS } kq_kind;
 static const char *const kq_kind_names[KQ_KINDS] = { "quantized", "raw", "special" };
@@ -314,6 +314,8 @@ static void kq_fill(deepc_type t, kq_kind kind, int nrows, int ntok, size_t nb, 
                     memcpy(blk + offsetof(deepc_block_q4_k, dmin), &dmin, 2);
                 } else if (t == DEEPC_TYPE_Q3_K) {
                     memcpy(blk + offsetof(deepc_block_q3_k, d), &d, 2);
+                } else if (t == DEEPC_TYPE_Q6_K) {
+                    memcpy(blk + offsetof(deepc_block_q6_k, d), &d, 2);
                 } else {
                     memcpy(blk + offsetof(deepc_block_q2_k, d), &d, 2);
                     memcpy(blk + offsetof(deepc_block_q2_k, dmin), &dmin, 2);
@@ -340,15 +342,18 @@ static void kq_fill(deepc_type t, kq_kind kind, int nrows, int ntok, size_t nb, 
 }
 
 /* gemm over the shape, every output against vec_dot; outputs past nrows in
- * each token row untouched. */
+ * each token row, and the token row after the last, untouched. */
 static void kq_check(isa_case *c, const deepc_kernels *k, deepc_type t, kq_kind kind, int nrows, int ntok, size_t nb) {
     size_t bb = deepc_type_info(t)->block_bytes, n = nb * DEEPC_QK_K;
     size_t ws = nb + (size_t)rng_int(0, KQ_PAD), xs = nb + (size_t)rng_int(0, KQ_PAD);
     size_t ys = (size_t)nrows + (size_t)rng_int(0, 3);
     kq_fill(t, kind, nrows, ntok, nb, ws, xs);
     const float canary = -12345.5f;
-    for (size_t i = 0; i < (size_t)ntok * ys; i++) kq_y[i] = canary;
+    for (size_t i = 0; i < (size_t)(ntok + 1) * ys; i++) kq_y[i] = canary;
     k->gemm[t](nrows, ntok, n, kq_w, ws * bb, kq_x, xs * sizeof *kq_x, kq_y, ys);
+    for (size_t r = 0; r < ys; r++)
+        if (kq_y[(size_t)ntok * ys + r] != canary)
+            fail_msg("%s %s gemm wrote past token %d (row %zu)", c->name, deepc_type_info(t)->name, ntok - 1, r);
     for (int j = 0; j < ntok; j++) {
         for (int r = 0; r < nrows; r++) {
             float want = k->vec_dot[t](n, kq_w + (size_t)r * ws * bb, kq_x + (size_t)j * xs);
@@ -365,7 +370,7 @@ static void kq_check(isa_case *c, const deepc_kernels *k, deepc_type t, kq_kind 
     c->checks++;
 }
 
-static const deepc_type kq_types[] = { DEEPC_TYPE_Q4_K, DEEPC_TYPE_Q3_K, DEEPC_TYPE_Q2_K };
+static const deepc_type kq_types[] = { DEEPC_TYPE_Q4_K, DEEPC_TYPE_Q3_K, DEEPC_TYPE_Q2_K, DEEPC_TYPE_Q6_K };
 
 static void test_kquant_gemm_equals_vec_dot(void **state) {
     isa_case *c = *state;

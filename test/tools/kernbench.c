@@ -14,7 +14,8 @@
  * (what one core can pull from memory with no arithmetic to do).
  *
  * --gemm ROWS,COLS,TOKENS instead times the batched product (prefill) of
- * every table that has a gemm for the type: a ROWS x COLS matrix times
+ * every table (those without a gemm for the type: their vec_dot per output,
+ * as core falls back to, marked as such): a ROWS x COLS matrix times
  * TOKENS activation rows, in billions of multiply-adds per second of thread
  * CPU time (which a busy, time-sliced machine distorts less than wall time),
  * the median and 90th percentile of many passes.
@@ -90,7 +91,8 @@ static void fill_weights(deepc_type t, unsigned char *p, size_t bytes) {
     case DEEPC_TYPE_Q3_K:
     case DEEPC_TYPE_Q2_K:
     case DEEPC_TYPE_FP8_B128:
-    case DEEPC_TYPE_Q8_K: {
+    case DEEPC_TYPE_Q8_K:
+    case DEEPC_TYPE_Q6_K: {
         /* random codes and packed sub-block scales; then finite super-scales
          * (fp8: codes without the NaN patterns; q8_k: no -128) */
         size_t bb = deepc_type_info(t)->block_bytes;
@@ -109,6 +111,8 @@ static void fill_weights(deepc_type t, unsigned char *p, size_t bytes) {
             } else if (t == DEEPC_TYPE_Q2_K) {
                 memcpy(blk + 80, &d, 2);
                 memcpy(blk + 82, &dmin, 2);
+            } else if (t == DEEPC_TYPE_Q6_K) {
+                memcpy(blk + 208, &d, 2);
             } else {
                 float f = 0.01f;
                 memcpy(blk, &f, 4);
@@ -208,6 +212,17 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* What core does for a type whose table has no gemm: one vec_dot per
+ * output, token by token (the "before" line a new gemm is measured against). */
+static deepc_vec_dot_fn loop_dot;
+static void vec_dot_loop(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
+                         size_t x_stride, float *y, size_t y_stride) {
+    for (int j = 0; j < ntok; j++)
+        for (int r = 0; r < nrows; r++)
+            y[(size_t)j * y_stride + (size_t)r] =
+                loop_dot(n, (const unsigned char *)w + (size_t)r * w_stride, (const unsigned char *)x + (size_t)j * x_stride);
+}
+
 static int bench_gemm(const char *only_isa, int only_type, int rows, int cols, int ntok,
                       const char *const *isa_names, size_t n_isa) {
     float *xf = malloc((size_t)ntok * (size_t)cols * sizeof *xf);
@@ -227,7 +242,12 @@ static int bench_gemm(const char *only_isa, int only_type, int rows, int cols, i
         for (size_t i = 0; i < n_isa; i++) {
             if (only_isa && strcmp(only_isa, isa_names[i]) != 0) continue;
             const deepc_kernels *k = deepc_kernels_select(isa_names[i]);
-            if (!k || !k->gemm[t]) continue;
+            if (!k) continue;
+            deepc_gemm_fn gemm = k->gemm[t];
+            if (!gemm) { /* no batched kernel: time the vec_dot loop instead */
+                loop_dot = k->vec_dot[t];
+                gemm = vec_dot_loop;
+            }
             deepc_type at = k->act_type[t];
             size_t x_stride = deepc_type_row_bytes(at, (size_t)cols);
             unsigned char *x = malloc(x_stride * (size_t)ntok);
@@ -239,17 +259,18 @@ static int bench_gemm(const char *only_isa, int only_type, int rows, int cols, i
             }
             double g[200], spent = 0.0;
             int passes = 0;
-            k->gemm[t](rows, ntok, (size_t)cols, w, row_bytes, x, x_stride, y, (size_t)rows); /* warm up */
+            gemm(rows, ntok, (size_t)cols, w, row_bytes, x, x_stride, y, (size_t)rows); /* warm up */
             while (passes < 200 && (passes < 5 || spent < 1.0)) {
                 double t0 = thread_cpu_s();
-                k->gemm[t](rows, ntok, (size_t)cols, w, row_bytes, x, x_stride, y, (size_t)rows);
+                gemm(rows, ntok, (size_t)cols, w, row_bytes, x, x_stride, y, (size_t)rows);
                 double dt = thread_cpu_s() - t0;
                 spent += dt;
                 sink = y[0];
                 g[passes++] = (double)rows * (double)cols * (double)ntok / dt / 1e9;
             }
             qsort(g, (size_t)passes, sizeof g[0], cmp_double);
-            printf("%-11s %-8s %9.1f %9.1f\n", isa_names[i], ti->name, g[passes / 2], g[passes * 9 / 10]);
+            printf("%-11s %-8s %9.1f %9.1f%s\n", isa_names[i], ti->name, g[passes / 2], g[passes * 9 / 10],
+                   gemm == vec_dot_loop ? "  (no gemm: vec_dot loop)" : "");
             fflush(stdout);
             free(x);
         }
@@ -261,7 +282,7 @@ static int bench_gemm(const char *only_isa, int only_type, int rows, int cols, i
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: kernbench [--pool-mib N] [--isa NAME] [--type f32|f16|bf16|q8_0|q4_k|q3_k|q2_k|fp8_b128|q8_k|q4_1]\n"
+    fprintf(stderr, "usage: kernbench [--pool-mib N] [--isa NAME] [--type f32|f16|bf16|q8_0|q4_k|q3_k|q2_k|fp8_b128|q8_k|q4_1|q6_k]\n"
                     "                 [--gemm ROWS,COLS,TOKENS]\n");
     return 2;
 }
