@@ -62,6 +62,9 @@ const deepc_kernels *deepc_kernels_neon_dotprod(void); /* arch/neon_kernels.c */
 /* arch/neon_q4_1.c: q4_1 x Q8_0, for the NEON tables */
 float deepc_neon_vec_dot_q4_1(size_t n, const void *w, const void *x);
 float deepc_neon_vec_dot_q4_1_dotprod(size_t n, const void *w, const void *x);
+/* arch/neon_q6_k.c: q6_k x Q8_K, for the NEON tables */
+float deepc_neon_vec_dot_q6_k(size_t n, const void *w, const void *x);
+float deepc_neon_vec_dot_q6_k_dotprod(size_t n, const void *w, const void *x);
 #endif
 
 /* Scalar activation converters of arch/scalar.c, exported so SIMD tables can

@@ -11,8 +11,9 @@
  * does not speed up (and every type added later) keeps working through the
  * scalar kernel; this file then overrides vec_dot for F32, F16, BF16, Q8_0,
  * Q4_K, Q3_K, Q2_K, Q8_K and FP8_B128, the Q8_0 and Q8_K activation
- * quantizers, and takes the Q8_0 gemm and the fp16 cache kernels from
- * arch/neon_ops.c.
+ * quantizers, takes the Q8_0 gemm and the fp16 cache kernels from
+ * arch/neon_ops.c and the Q4_1 and Q6_K vec_dots from arch/neon_q4_1.c and
+ * arch/neon_q6_k.c.
  *
  * Shape of the kernels, as in arch/x86_avx2.c: float dots keep four
  * independent FMA accumulators and do one horizontal sum at the end; Q8_0
@@ -617,6 +618,7 @@ static void build_tables(void) {
     k.vec_dot[DEEPC_TYPE_Q8_K] = vec_dot_q8_k;
     k.vec_dot[DEEPC_TYPE_FP8_B128] = vec_dot_fp8_b128;
     k.vec_dot[DEEPC_TYPE_Q4_1] = deepc_neon_vec_dot_q4_1;
+    k.vec_dot[DEEPC_TYPE_Q6_K] = deepc_neon_vec_dot_q6_k;
     k.quantize_act[DEEPC_TYPE_Q8_0] = quantize_q8_0;
     k.quantize_act[DEEPC_TYPE_Q8_K] = quantize_q8_k;
     /* The batched products must equal this table's vec_dot bit for bit
@@ -638,6 +640,7 @@ static void build_tables(void) {
     k.vec_dot[DEEPC_TYPE_Q2_K] = vec_dot_q2_k_dotprod;
     k.vec_dot[DEEPC_TYPE_Q8_K] = vec_dot_q8_k_dotprod;
     k.vec_dot[DEEPC_TYPE_Q4_1] = deepc_neon_vec_dot_q4_1_dotprod;
+    k.vec_dot[DEEPC_TYPE_Q6_K] = deepc_neon_vec_dot_q6_k_dotprod;
     k.gemm[DEEPC_TYPE_Q8_0] = deepc_neon_dotprod_gemm_q8_0;
     neon_dotprod_kernels = k;
 }

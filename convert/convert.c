@@ -88,8 +88,8 @@ static void progress(const deepc_convert_params *p, const char *fmt, ...) {
 /* --type is one weight type for every matrix, or a recipe that picks a type
  * per tensor class (classified by name). Vectors and the MoE router stay
  * f32 either way, and a matrix whose rows are not whole blocks of its type
- * falls back to q4_1 (a k-quant type, rows of 32), q8_0 (other types, rows
- * of 32) or f16 (see tensor_type). */
+ * falls back to q4_1 (a k-quant type of 4 bits or fewer, rows of 32), q8_0
+ * (q6_k and the other types, rows of 32) or f16 (see tensor_type). */
 typedef enum {
     CLS_EMBED, CLS_ATTN, CLS_DENSE_MLP, CLS_SHARED, CLS_EXPERT, CLS_OUTPUT, CLS_OTHER, CLS_COUNT
 } tensor_class;
@@ -191,8 +191,10 @@ static deepc_type tensor_type(const quant_policy *qp, const planned *pl) {
     if (pl->cols % blk == 0) return t;
     /* A k-quant asked for 4 bits or fewer: q4_1 (5.0 bits/weight) keeps the
      * file near the intended size where q8_0 (8.5) would not (V2-Lite's
-     * expert down_proj rows are 1408 = 5.5 x 256). q6_k and fp8 keep q8_0,
-     * the closer match to their 6.6 and 8 bits. */
+     * expert down_proj rows are 1408 = 5.5 x 256). q6_k (6.56) and fp8
+     * (8.25) keep q8_0: q4_1 would drop the precision they were asked for
+     * (1.7% per-weight RMS error for q6_k, 6-7% for a 4-bit type), q8_0
+     * keeps it for 2-2.6 bits more per weight. */
     bool kq = t == DEEPC_TYPE_Q4_K || t == DEEPC_TYPE_Q3_K || t == DEEPC_TYPE_Q2_K;
     if (blk > DEEPC_QK8_0 && pl->cols % DEEPC_QK8_0 == 0) return kq ? DEEPC_TYPE_Q4_1 : DEEPC_TYPE_Q8_0;
     return DEEPC_TYPE_F16;

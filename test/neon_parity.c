@@ -15,9 +15,9 @@
  * What must match, and how closely (the same rules as test/test_kernels.c
  * and test/test_ops.c):
  * - Q8_0 integer block dots: exactly.
- * - Q4_K / Q3_K / Q2_K / Q8_K x Q8_K: each super-block's integer sums
- *   exactly, rows within a summation-order bound; a NaN super-scale gives
- *   NaN.
+ * - Q4_K / Q3_K / Q2_K / Q6_K / Q8_K x Q8_K: each super-block's integer
+ *   sums exactly, rows within a summation-order bound; a NaN super-scale
+ *   gives NaN (Q6_K: arch/neon_q6_k.c).
  * - Q4_1 x Q8_0 (arch/neon_q4_1.c): integer parts exactly.
  * - FP8_B128 x F32: every finite code decodes exactly, rows within the float
  *   bound, NaN codes give NaN.
@@ -376,7 +376,7 @@ static void check_quantize_q8_0_bit_identical(isa_case *c, const deepc_kernels *
     }
 }
 
-/* ---- k-quants (Q4_K, Q3_K, Q2_K; Q8_K weights) x Q8_K -------------------
+/* ---- k-quants (Q4_K, Q3_K, Q2_K, Q6_K; Q8_K weights) x Q8_K -------------
  * As in test/test_kernels.c: each super-block's integer sums exactly, whole
  * rows within a summation-order bound, the Q8_K quantizer bit for bit. The
  * kernels loop over single super-blocks, so 1..5 of them plus real row
@@ -384,7 +384,7 @@ static void check_quantize_q8_0_bit_identical(isa_case *c, const deepc_kernels *
 
 #define K_MAX_NB 44
 static const size_t k_lens[] = { 256, 512, 768, 1024, 1280, 4096, 11008, 11264 };
-static const deepc_type k_types[] = { DEEPC_TYPE_Q4_K, DEEPC_TYPE_Q3_K, DEEPC_TYPE_Q2_K, DEEPC_TYPE_Q8_K };
+static const deepc_type k_types[] = { DEEPC_TYPE_Q4_K, DEEPC_TYPE_Q3_K, DEEPC_TYPE_Q2_K, DEEPC_TYPE_Q6_K, DEEPC_TYPE_Q8_K };
 #define N_K_TYPES (sizeof k_types / sizeof k_types[0])
 static _Alignas(64) unsigned char kw[K_MAX_NB * sizeof(deepc_block_q8_k)];
 static deepc_block_q8_k kx[K_MAX_NB];
@@ -410,7 +410,8 @@ static void fix_bsums(deepc_block_q8_k *b) {
 /* Random weight blocks: every byte random (codes, packed scales and mins),
  * then the super-scales set to `d` (fp16; fp32 for Q8_K weights, whose codes
  * may include -128, which a file may hold). sc_lim < 63 keeps sub-block
- * scales and mins small. Activations: codes in [-xlim, xlim], scale 1. */
+ * scales and mins small (Q6_K: int8 scales in [-sc_lim, sc_lim]).
+ * Activations: codes in [-xlim, xlim], scale 1. */
 static void fill_k_raw(deepc_type t, size_t nb, int xlim, uint16_t d, int sc_lim) {
     size_t bb = k_block_bytes(t);
     for (size_t i = 0; i < nb * bb; i++) kw[i] = (unsigned char)rng_next();
@@ -431,6 +432,11 @@ static void fill_k_raw(deepc_type t, size_t nb, int xlim, uint16_t d, int sc_lim
             q->d = q->dmin = d;
             if (sc_lim < 15)
                 for (int j = 0; j < 16; j++) q->scales[j] &= (uint8_t)(sc_lim | (sc_lim << 4));
+        } else if (t == DEEPC_TYPE_Q6_K) {
+            deepc_block_q6_k *q = (deepc_block_q6_k *)blk;
+            q->d = d;
+            if (sc_lim < 63)
+                for (int j = 0; j < 16; j++) q->scales[j] = (int8_t)rng_int(-sc_lim, sc_lim);
         } else {
             deepc_block_q8_k *q = (deepc_block_q8_k *)blk;
             q->d = deepc_fp16_to_fp32(d);
@@ -458,9 +464,13 @@ static int64_t k_int_block_dot(deepc_type t, size_t b) {
 
 /* Every super-block's integer dot, one at a time, in place (as for Q8_0):
  * all super-scales 1, the activation scale 1 for block i and 0 elsewhere.
- * Activations within +-31 keep every partial sum below 2^24; block 0 holds
- * the extremes: the largest codes, scales and mins against -128 (-127 for
- * Q8_K weights x Q8_K: the activation side of that product is never -128). */
+ * Activations within +-31 keep every partial sum below 2^24 (Q6_K's int8
+ * scales can take a block's total past it, but that int32 total is
+ * converted to float once, in both kernels and here alike, and every other
+ * block adds an exact 0); block 0 holds the extremes: the largest codes,
+ * scales and mins against -128 (-127 for Q8_K weights x Q8_K: the
+ * activation side of that product is never -128; Q6_K: q - 32 = -32 with
+ * scale -128 in sub-block 0, q - 32 = 31 with scale 127 in sub-block 1). */
 static void check_k_block_dots_exact(isa_case *c, const deepc_kernels *k) {
     const deepc_kernels *ref = deepc_kernels_scalar();
     for (size_t ti = 0; ti < N_K_TYPES; ti++) {
@@ -483,6 +493,12 @@ static void check_k_block_dots_exact(isa_case *c, const deepc_kernels *k) {
                 deepc_block_q2_k *q = (deepc_block_q2_k *)kw;
                 for (int l = 0; l < 32; l++) q->qs[l] |= 3;
                 q->scales[0] = q->scales[1] = 0xff;
+            } else if (t == DEEPC_TYPE_Q6_K) {
+                deepc_block_q6_k *q = (deepc_block_q6_k *)kw;
+                for (int l = 0; l < 16; l++) { q->ql[l] &= 0xf0; q->qh[l] &= (uint8_t)~3u; }           /* q = 0 */
+                for (int l = 16; l < 32; l++) { q->ql[l] |= 0x0f; q->qh[l] |= 3; }                     /* q = 63 */
+                q->scales[0] = -128;
+                q->scales[1] = 127;
             } else {
                 deepc_block_q8_k *q = (deepc_block_q8_k *)kw;
                 memset(q->qs, 0x80, 32);   /* -128 x -127 */
@@ -523,7 +539,8 @@ static void check_k_unit_scale_rows_exact(isa_case *c, const deepc_kernels *k) {
 
 /* S = sum over super-blocks of |d_x| * (|d| * sum_j |sc_j| sum |q x| +
  * |dmin| * sum_j |mn_j bsum_j|): the magnitude of the terms both kernels sum
- * before the min term cancels (q3_k: q - 4 in place of q; q8_k: d sum|q x|). */
+ * before the min term cancels (q3_k, q6_k: q - 4, q - 32 in place of q;
+ * q8_k: d sum|q x|). */
 static double k_abs_terms(deepc_type t, size_t nb) {
     double s = 0.0;
     for (size_t b = 0; b < nb; b++) {
@@ -536,7 +553,7 @@ static double k_abs_terms(deepc_type t, size_t nb) {
             for (int i = 0; i < DEEPC_QK_K; i++) main += fabs((double)q->qs[i] * x->qs[i]);
             main *= fabs((double)q->d);
         } else {
-            unsigned char tmp[sizeof(deepc_block_q4_k)];
+            unsigned char tmp[sizeof(deepc_block_q6_k)]; /* the largest of the four */
             memcpy(tmp, blk, k_block_bytes(t));
             if (t == DEEPC_TYPE_Q4_K) ((deepc_block_q4_k *)tmp)->dmin = 0;
             if (t == DEEPC_TYPE_Q2_K) ((deepc_block_q2_k *)tmp)->dmin = 0;
@@ -586,6 +603,7 @@ static void fill_k_case(deepc_type t, qdata_kind kind, size_t n) {
         if (t == DEEPC_TYPE_Q4_K) { ((deepc_block_q4_k *)blk)->d = d; ((deepc_block_q4_k *)blk)->dmin = dm; }
         else if (t == DEEPC_TYPE_Q3_K) ((deepc_block_q3_k *)blk)->d = d;
         else if (t == DEEPC_TYPE_Q2_K) { ((deepc_block_q2_k *)blk)->d = d; ((deepc_block_q2_k *)blk)->dmin = dm; }
+        else if (t == DEEPC_TYPE_Q6_K) ((deepc_block_q6_k *)blk)->d = d;
         else {
             deepc_block_q8_k *q = (deepc_block_q8_k *)blk;
             q->d = deepc_fp16_to_fp32(d);
@@ -635,7 +653,7 @@ static void check_k_nan_scale(isa_case *c, const deepc_kernels *k) {
                 ((deepc_block_q8_k *)blk)->d = NAN;
             } else {
                 uint16_t nan16 = 0x7e00;
-                memcpy(blk + (t == DEEPC_TYPE_Q3_K ? 108 : t == DEEPC_TYPE_Q2_K ? 80 : 0), &nan16, 2);
+                memcpy(blk + (t == DEEPC_TYPE_Q3_K ? 108 : t == DEEPC_TYPE_Q2_K ? 80 : t == DEEPC_TYPE_Q6_K ? 208 : 0), &nan16, 2);
             }
             float got = k->vec_dot[t](n, kw, kx), want = ref->vec_dot[t](n, kw, kx);
             bool ok = isnan(got) && isnan(want);
@@ -1272,7 +1290,7 @@ static void check_q4_1(isa_case *c, const deepc_kernels *k) {
 static bool vec_dot_tested(int t) {
     return t == DEEPC_TYPE_F32 || t == DEEPC_TYPE_F16 || t == DEEPC_TYPE_BF16 || t == DEEPC_TYPE_Q8_0 ||
            t == DEEPC_TYPE_Q4_K || t == DEEPC_TYPE_Q3_K || t == DEEPC_TYPE_Q2_K || t == DEEPC_TYPE_Q8_K ||
-           t == DEEPC_TYPE_FP8_B128 || t == DEEPC_TYPE_Q4_1;
+           t == DEEPC_TYPE_FP8_B128 || t == DEEPC_TYPE_Q4_1 || t == DEEPC_TYPE_Q6_K;
 }
 static bool quantize_tested(int t) {
     return t == DEEPC_TYPE_Q8_0 || t == DEEPC_TYPE_Q8_K;
@@ -1346,7 +1364,7 @@ static void check_dotprod_wiring(void) {
     if (!base || !dot) return;
     for (int t = 0; t < DEEPC_TYPE_COUNT; t++) {
         bool integer = t == DEEPC_TYPE_Q8_0 || t == DEEPC_TYPE_Q4_K || t == DEEPC_TYPE_Q3_K ||
-                       t == DEEPC_TYPE_Q2_K || t == DEEPC_TYPE_Q8_K || t == DEEPC_TYPE_Q4_1;
+                       t == DEEPC_TYPE_Q2_K || t == DEEPC_TYPE_Q8_K || t == DEEPC_TYPE_Q4_1 || t == DEEPC_TYPE_Q6_K;
         CHECK((base->vec_dot[t] != dot->vec_dot[t]) == integer, "neon-dotprod vec_dot[%s] %s neon's",
               deepc_type_info(t)->name, integer ? "is" : "is not");
     }

@@ -79,12 +79,13 @@ static void test_good_checkpoint_converts(void **state) {
 
 /* Rows that are not whole 256-element k-quant blocks (tiny-qwen2: rows of
  * 64 and 160, both multiples of 32) fall back to q4_1 under --type q4_k,
- * q3_k and q2_k, and to q8_0 under fp8 (rows of 128) and q8_0 itself; the
- * file verifies and `deepc info` lists the q4_1 tensors. */
+ * q3_k and q2_k, and to q8_0 under q6_k (a 6-bit request: q4_1 would lose
+ * what it asked for), fp8 (rows of 128) and q8_0 itself; the file verifies
+ * and `deepc info` lists the q4_1 tensors. */
 static void test_k_quant_rows_fall_back_to_q4_1(void **state) {
     (void)state;
     static const struct { const char *type, *fallback; } cases[] = {
-        { "q4_k", "q4_1" }, { "q3_k", "q4_1" }, { "q2_k", "q4_1" }, { "fp8", "q8_0" }, { "q8_0", "q8_0" },
+        { "q4_k", "q4_1" }, { "q3_k", "q4_1" }, { "q2_k", "q4_1" }, { "q6_k", "q8_0" }, { "fp8", "q8_0" }, { "q8_0", "q8_0" },
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         char out[600];
@@ -112,6 +113,49 @@ static void test_k_quant_rows_fall_back_to_q4_1(void **state) {
             assert_int_equal(system(cmd), 0);
         }
     }
+}
+
+/* --type q6_k on tiny-qwen2 widened to dim 256 and ffn 384: every matrix
+ * whose rows are whole 256-element super-blocks is stored as q6_k, the MLP
+ * down_proj (rows of 384 = 1.5 x 256) as q8_0; `deepc info` shows q6_k at
+ * 6.56 bits/weight (210 bytes per 256). */
+static void test_q6_k_converts_and_falls_back_to_q8_0(void **state) {
+    (void)state;
+    char dir[400], out[600];
+    hfgen_spec spec;
+    assert_int_equal(hfgen_preset("tiny-qwen2", &spec), 0);
+    spec.dtype = "F32";
+    spec.dim = 256;
+    spec.ffn = 384;
+    spec.n_heads = 4;
+    spec.n_kv_heads = 2;
+    spec.n_layers = 1;
+    snprintf(dir, sizeof dir, "%s/qwen2-256", root);
+    deepc_err err = { "" };
+    if (hfgen_write(dir, &spec, &err)) fail_msg("hfgen_write: %s", err.msg);
+    snprintf(out, sizeof out, "%s/q6_k.dqf", root);
+    deepc_convert_params p = deepc_convert_default_params();
+    p.type = "q6_k";
+    assert_int_equal(deepc_convert(dir, out, &p), DEEPC_OK);
+    deepc_model *m;
+    assert_int_equal(deepc_model_open(out, &m), DEEPC_OK);
+    assert_int_equal(deepc_model_verify(m), DEEPC_OK);
+    size_t q6 = 0;
+    for (size_t i = 0; i < deepc_model_n_tensors(m); i++) {
+        deepc_tensor_info ti;
+        deepc_model_tensor(m, i, &ti);
+        if (!strcmp(ti.type, "f32")) continue;
+        const char *want = strstr(ti.name, "down_proj") ? "q8_0" : "q6_k";
+        if (strcmp(ti.type, want)) fail_msg("%s is %s, want %s", ti.name, ti.type, want);
+        q6 += !strcmp(ti.type, "q6_k");
+        if (!strcmp(ti.type, "q6_k")) assert_int_equal(ti.bytes * 256, ti.n_elems * 210);
+    }
+    assert_true(q6 >= 7); /* embedding, q k v o, gate, up */
+    deepc_model_close(m);
+    const char *b = getenv("BUILD");
+    char cmd[900];
+    snprintf(cmd, sizeof cmd, "'%s/deepc' info '%s' | grep -q '^  q6_k .* 6\\.56 bits/weight'", b ? b : "build", out);
+    assert_int_equal(system(cmd), 0);
 }
 
 static void test_unknown_architecture_is_refused(void **state) {
@@ -214,6 +258,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_checkpoint_converts),
         cmocka_unit_test(test_k_quant_rows_fall_back_to_q4_1),
+        cmocka_unit_test(test_q6_k_converts_and_falls_back_to_q8_0),
         cmocka_unit_test(test_unknown_architecture_is_refused),
         cmocka_unit_test(test_missing_config_is_refused),
         cmocka_unit_test(test_malformed_config_is_refused),

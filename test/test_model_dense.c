@@ -283,12 +283,15 @@ static void test_greedy_generation_is_reproducible(void **state) {
  * correlated"; its kernels are pinned by test_kernels). The recipes store
  * this one-layer model's q/k/o, gate and up as q4_k, and v_proj, down_proj
  * (its only layer is a sensitive one) and the tied embedding-head as q6_k:
- * 0.19 for both (no routed experts, so q2-experts equals q4). Allowed:
- * measured x 1.3. A wrong layout or kernel gives >= 1.0. */
+ * 0.19 for both (no routed experts, so q2-experts equals q4). q6_k (1.74%
+ * per weight) measures 0.067: 3.5x its weight error is 0.061, and its q8_k
+ * activations add about what q8_0's do (0.027 in quadrature: 0.066); the
+ * same on the scalar, avx2 and avx512 tables. Allowed: measured x 1.3. A
+ * wrong layout or kernel gives >= 1.0. */
 static void test_qwen2_k_quants_match_reference(void **state) {
     (void)state;
     static const struct { const char *type; double rel_rms; } cases[] = {
-        { "q4_k", 0.35 }, { "q3_k", 0.68 }, { "q2_k", 1.15 }, { "fp8", 0.13 }, { "q4", 0.25 }, { "q2-experts", 0.25 },
+        { "q6_k", 0.087 }, { "q4_k", 0.35 }, { "q3_k", 0.68 }, { "q2_k", 1.15 }, { "fp8", 0.13 }, { "q4", 0.25 }, { "q2-experts", 0.25 },
     };
     hfgen_spec spec;
     char dir[512], out[600];

@@ -312,8 +312,10 @@ static void test_fp8_checkpoint_is_stored_losslessly(void **state) {
  * loosely. Measured rms/std at position 0 / over the sequence: f32
  * 0.0003 / 0.0007, q8_0 0.024 / 0.17; fp8 0.045 / 0.23 (everything but the
  * BF16 embedding and head is copied exactly; those two are rounded to
- * E4M3); q4_k 0.27 / 0.59, q3_k 0.52 / 0.89, q2_k 0.82 / 1.17 (3.7x the
- * per-weight error of test_quant_k at position 0, as on the dense model);
+ * E4M3); q6_k 0.058 / 0.23, q4_k 0.27 / 0.59, q3_k 0.52 / 0.89, q2_k
+ * 0.82 / 1.17 (3.3-3.7x the per-weight error of test_quant_k at position
+ * 0, as on the dense model; q6_k's sequence is as noisy as q8_0's and
+ * fp8's: routing flips, not weight error, dominate it there);
  * recipes q4 0.21 / 0.57 and q2-experts 0.29 / 0.61 (q6_k head, q4_k
  * embedding, attention and MLPs with q6_k in the sensitive layers).
  * Allowed: 1.3x measured at position 0, 1.35x over the sequence; q2_k's
@@ -324,7 +326,7 @@ static void test_fp8_checkpoint_is_stored_losslessly(void **state) {
 static void test_wide_deepseek3_low_bit_types(void **state) {
     (void)state;
     static const struct { const char *type; double p0, seq; } cases[] = {
-        { "fp8", 0.06, 0.32 }, { "q4_k", 0.36, 0.80 }, { "q3_k", 0.68, 1.2 }, { "q2_k", 1.07, INFINITY },
+        { "fp8", 0.06, 0.32 }, { "q6_k", 0.076, 0.31 }, { "q4_k", 0.36, 0.80 }, { "q3_k", 0.68, 1.2 }, { "q2_k", 1.07, INFINITY },
         { "q4", 0.28, 0.77 }, { "q2-experts", 0.38, 0.82 },
     };
     hfgen_moe_spec spec;
