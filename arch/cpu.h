@@ -49,6 +49,9 @@ const deepc_kernels *deepc_kernels_avx512vnni(void); /* arch/x86_avx512.c */
 float deepc_avx2_vec_dot_q4_1(size_t n, const void *w, const void *x);
 float deepc_avx512_vec_dot_q4_1(size_t n, const void *w, const void *x);
 float deepc_avx512_vec_dot_q4_1_vnni(size_t n, const void *w, const void *x);
+/* q4_k x Q8_K vec_dots of both AVX-512 tables: arch/x86_avx512_q4_k.c */
+float deepc_avx512_vec_dot_q4_k(size_t n, const void *w, const void *x);
+float deepc_avx512_vec_dot_q4_k_vnni(size_t n, const void *w, const void *x);
 #endif
 #if defined(__aarch64__)
 const deepc_kernels *deepc_kernels_neon(void);         /* arch/neon_kernels.c */
@@ -142,8 +145,11 @@ deepc_dot_rows_f16_kernel deepc_avx2_dot_rows_f16_f32;
 deepc_axpy_rows_f16_kernel deepc_avx2_axpy_rows_f16_f32;
 /* arch/x86_avx512_ops.c */
 deepc_gemm_kernel deepc_avx512vnni_gemm_q8_0;
-deepc_gemm_kernel deepc_avx512_gemm_q4_k, deepc_avx512_gemm_q3_k, deepc_avx512_gemm_q2_k;
-deepc_gemm_kernel deepc_avx512vnni_gemm_q4_k, deepc_avx512vnni_gemm_q3_k, deepc_avx512vnni_gemm_q2_k;
+deepc_gemm_kernel deepc_avx512_gemm_q3_k, deepc_avx512_gemm_q2_k;
+deepc_gemm_kernel deepc_avx512vnni_gemm_q3_k, deepc_avx512vnni_gemm_q2_k;
+/* arch/x86_avx512_q4_k.c: each equals its own table's q4_k vec_dot (same
+ * file) bit for bit */
+deepc_gemm_kernel deepc_avx512_gemm_q4_k, deepc_avx512vnni_gemm_q4_k;
 deepc_dot_f16_kernel deepc_avx512_dot_f16_f32;
 deepc_axpy_f16_kernel deepc_avx512_axpy_f16_f32;
 deepc_dot_rows_f16_kernel deepc_avx512_dot_rows_f16_f32;

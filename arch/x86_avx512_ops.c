@@ -755,14 +755,6 @@ KQ_INLINE void kq_gemm(deepc_type t, bool vnni, int nrows, int ntok, size_t n, c
     }
 }
 
-void deepc_avx512_gemm_q4_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
-                            size_t x_stride, float *y, size_t y_stride) {
-    kq_gemm(DEEPC_TYPE_Q4_K, false, nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
-}
-void deepc_avx512vnni_gemm_q4_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
-                                size_t x_stride, float *y, size_t y_stride) {
-    kq_gemm(DEEPC_TYPE_Q4_K, true, nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
-}
 void deepc_avx512_gemm_q3_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
                             size_t x_stride, float *y, size_t y_stride) {
     kq_gemm(DEEPC_TYPE_Q3_K, false, nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
