@@ -104,52 +104,44 @@ Q4K_INLINE float q4k_finish(__m512 acc) {
 
 /* ---- vec_dot ------------------------------------------------------------ */
 
-/* Eight vectors of 8 int32 lane sums -> their eight totals, in order. */
-Q4K_INLINE __m256i q4k_hsum8x8(__m256i v0, __m256i v1, __m256i v2, __m256i v3, __m256i v4, __m256i v5, __m256i v6,
-                               __m256i v7) {
-    __m256i h01 = _mm256_hadd_epi32(v0, v1), h23 = _mm256_hadd_epi32(v2, v3);
-    __m256i h45 = _mm256_hadd_epi32(v4, v5), h67 = _mm256_hadd_epi32(v6, v7);
-    __m256i h0123 = _mm256_hadd_epi32(h01, h23), h4567 = _mm256_hadd_epi32(h45, h67);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20),
-                            _mm256_permute2x128_si256(h0123, h4567, 0x31));
+/* Eight vectors v[c] of 2 x 8 int32 lane sums -> lane c: the total of v[c]'s
+ * low half, lane 8 + c: of its high half (pairs folded by unpacks and adds,
+ * then the 128-bit lanes). */
+Q4K_INLINE __m512i q4k_hsum8x16(__m512i v0, __m512i v1, __m512i v2, __m512i v3, __m512i v4, __m512i v5, __m512i v6,
+                                __m512i v7) {
+    __m512i a01 = _mm512_add_epi32(_mm512_unpacklo_epi32(v0, v1), _mm512_unpackhi_epi32(v0, v1));
+    __m512i a23 = _mm512_add_epi32(_mm512_unpacklo_epi32(v2, v3), _mm512_unpackhi_epi32(v2, v3));
+    __m512i a45 = _mm512_add_epi32(_mm512_unpacklo_epi32(v4, v5), _mm512_unpackhi_epi32(v4, v5));
+    __m512i a67 = _mm512_add_epi32(_mm512_unpacklo_epi32(v6, v7), _mm512_unpackhi_epi32(v6, v7));
+    __m512i b03 = _mm512_add_epi32(_mm512_unpacklo_epi64(a01, a23), _mm512_unpackhi_epi64(a01, a23));
+    __m512i b47 = _mm512_add_epi32(_mm512_unpacklo_epi64(a45, a67), _mm512_unpackhi_epi64(a45, a67));
+    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    return _mm512_add_epi32(_mm512_permutex2var_epi64(b03, lo, b47), _mm512_permutex2var_epi64(b03, hi, b47));
 }
 
-/* One sub-block's 8 lane sums: codes (0..15) times activation bytes. */
-Q4K_INLINE __m256i q4k_sub(__m256i q, const int8_t *x, bool vnni) {
-    __m256i xv = _mm256_loadu_si256((const __m256i *)x);
-    if (vnni) return _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, xv);
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), _mm256_set1_epi16(1));
+/* One weight chunk (32 code bytes) in both halves, low nibbles below, high
+ * nibbles above: the operand order of the activation's 64 bytes. */
+Q4K_INLINE __m512i q4k_wchunk(const uint8_t *qs) {
+    __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qs));
+    return _mm512_and_si512(_mm512_mask_srli_epi16(q, (__mmask32)0xffff0000u, q, 4), _mm512_set1_epi8(0x0f));
 }
 
-/* Super-block a x b's 8 low-nibble (lo[c]: sub-block 2c) and 8 high-nibble
- * (hi[c]: 2c + 1) vectors of lane sums. */
-#define Q4K_SB(a, b, L0, L1, L2, L3, H0, H1, H2, H3)                                                    \
-    do {                                                                                                  \
-        const __m256i m4_ = _mm256_set1_epi8(0x0f);                                                       \
-        __m256i q_;                                                                                       \
-        q_ = _mm256_loadu_si256((const __m256i *)((a)->qs + 0));                                          \
-        L0 = q4k_sub(_mm256_and_si256(q_, m4_), (b)->qs + 0, vnni);                                       \
-        H0 = q4k_sub(_mm256_and_si256(_mm256_srli_epi16(q_, 4), m4_), (b)->qs + 32, vnni);                \
-        q_ = _mm256_loadu_si256((const __m256i *)((a)->qs + 32));                                         \
-        L1 = q4k_sub(_mm256_and_si256(q_, m4_), (b)->qs + 64, vnni);                                      \
-        H1 = q4k_sub(_mm256_and_si256(_mm256_srli_epi16(q_, 4), m4_), (b)->qs + 96, vnni);                \
-        q_ = _mm256_loadu_si256((const __m256i *)((a)->qs + 64));                                         \
-        L2 = q4k_sub(_mm256_and_si256(q_, m4_), (b)->qs + 128, vnni);                                     \
-        H2 = q4k_sub(_mm256_and_si256(_mm256_srli_epi16(q_, 4), m4_), (b)->qs + 160, vnni);               \
-        q_ = _mm256_loadu_si256((const __m256i *)((a)->qs + 96));                                         \
-        L3 = q4k_sub(_mm256_and_si256(q_, m4_), (b)->qs + 192, vnni);                                     \
-        H3 = q4k_sub(_mm256_and_si256(_mm256_srli_epi16(q_, 4), m4_), (b)->qs + 224, vnni);               \
-    } while (0)
+/* Chunk c of super-block a x b: lane sums of sub-blocks 2c (low half) and
+ * 2c + 1 (high half). Without VNNI the madd's result only goes into the
+ * unpack tree (nothing a compiler could fuse into vpdpwssd). */
+Q4K_INLINE __m512i q4k_chunk(const deepc_block_q4_k *a, const deepc_block_q8_k *b, int c, bool vnni) {
+    __m512i q = q4k_wchunk(a->qs + 32 * c), xv = _mm512_loadu_si512(b->qs + 64 * c);
+    if (vnni) return _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, xv);
+    return _mm512_madd_epi16(_mm512_maddubs_epi16(q, xv), _mm512_set1_epi16(1));
+}
 
 /* One group (two super-blocks, or one when !two) into acc. */
 Q4K_INLINE __m512 q4k_vgroup(const deepc_block_q4_k *a, const deepc_block_q8_k *b, bool two, bool vnni, __m512 acc) {
-    __m256i l0, l1, l2, l3, h0, h1, h2, h3;
-    __m256i l4 = _mm256_setzero_si256(), l5 = l4, l6 = l4, l7 = l4, h4 = l4, h5 = l4, h6 = l4, h7 = l4;
-    Q4K_SB(a, b, l0, l1, l2, l3, h0, h1, h2, h3);
-    if (two) Q4K_SB(a + 1, b + 1, l4, l5, l6, l7, h4, h5, h6, h7);
-    __m256i lo = q4k_hsum8x8(l0, l1, l2, l3, l4, l5, l6, l7);
-    __m256i hi = q4k_hsum8x8(h0, h1, h2, h3, h4, h5, h6, h7);
-    __m512i isum = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    const __m512i z = _mm512_setzero_si512();
+    __m512i isum = q4k_hsum8x16(q4k_chunk(a, b, 0, vnni), q4k_chunk(a, b, 1, vnni), q4k_chunk(a, b, 2, vnni),
+                                q4k_chunk(a, b, 3, vnni), two ? q4k_chunk(a + 1, b + 1, 0, vnni) : z,
+                                two ? q4k_chunk(a + 1, b + 1, 1, vnni) : z, two ? q4k_chunk(a + 1, b + 1, 2, vnni) : z,
+                                two ? q4k_chunk(a + 1, b + 1, 3, vnni) : z);
     __m512 dsc, dmn, fb, dx;
     q4k_load_scales(a, two, &dsc, &dmn);
     q4k_load_act(b, two, &fb, &dx);
@@ -223,13 +215,6 @@ static void q4k_pack_group(const deepc_block_q8_k *b, bool two, q4k_xgroup *xg) 
     __m512i z6 = two ? _mm512_loadu_si512(b[1].qs + 128) : z, z7 = two ? _mm512_loadu_si512(b[1].qs + 192) : z;
     Q4K_TRANSPOSE(z0, z1, z2, z3, z4, z5, z6, z7, xg->q);
     q4k_load_act(b, two, &xg->fb, &xg->dx);
-}
-
-/* One weight chunk (32 code bytes) in both halves, low nibbles below, high
- * nibbles above. */
-Q4K_INLINE __m512i q4k_wchunk(const uint8_t *qs) {
-    __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qs));
-    return _mm512_and_si512(_mm512_mask_srli_epi16(q, (__mmask32)0xffff0000u, q, 4), _mm512_set1_epi8(0x0f));
 }
 
 /* Weight super-blocks a[0] (and a[1]) transposed to the lanes of
