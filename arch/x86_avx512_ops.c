@@ -389,7 +389,11 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
     }
 }
 
-/* ---- k-quant gemm (q4_k, q3_k, q2_k x q8_k) ------------------------------
+/* ---- k-quant gemm (q3_k, q2_k x q8_k) -------------------------------------
+ *
+ * (q4_k's gemm and vec_dot now live in arch/x86_avx512_q4_k.c, with a float
+ * scheme of one lane per sub-block; the Q4_K branches below are no longer
+ * reached from any table.)
  *
  * The arithmetic of one output is x86_avx512.c's vec_dot for the type, the
  * integer part exact and the float part the same operations in the same
