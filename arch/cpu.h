@@ -55,6 +55,9 @@ float deepc_avx512_vec_dot_q4_1_vnni(size_t n, const void *w, const void *x);
 float deepc_avx2_vec_dot_q6_k(size_t n, const void *w, const void *x);
 float deepc_avx512_vec_dot_q6_k(size_t n, const void *w, const void *x);
 float deepc_avx512_vec_dot_q6_k_vnni(size_t n, const void *w, const void *x);
+/* q4_k x Q8_K vec_dots of both AVX-512 tables: arch/x86_avx512_q4_k.c */
+float deepc_avx512_vec_dot_q4_k(size_t n, const void *w, const void *x);
+float deepc_avx512_vec_dot_q4_k_vnni(size_t n, const void *w, const void *x);
 #endif
 #if defined(__aarch64__)
 const deepc_kernels *deepc_kernels_neon(void);         /* arch/neon_kernels.c */
@@ -151,8 +154,11 @@ deepc_dot_rows_f16_kernel deepc_avx2_dot_rows_f16_f32;
 deepc_axpy_rows_f16_kernel deepc_avx2_axpy_rows_f16_f32;
 /* arch/x86_avx512_ops.c */
 deepc_gemm_kernel deepc_avx512vnni_gemm_q8_0;
-deepc_gemm_kernel deepc_avx512_gemm_q4_k, deepc_avx512_gemm_q3_k, deepc_avx512_gemm_q2_k;
-deepc_gemm_kernel deepc_avx512vnni_gemm_q4_k, deepc_avx512vnni_gemm_q3_k, deepc_avx512vnni_gemm_q2_k;
+deepc_gemm_kernel deepc_avx512_gemm_q3_k, deepc_avx512_gemm_q2_k;
+deepc_gemm_kernel deepc_avx512vnni_gemm_q3_k, deepc_avx512vnni_gemm_q2_k;
+/* arch/x86_avx512_q4_k.c: each equals its own table's q4_k vec_dot (same
+ * file) bit for bit */
+deepc_gemm_kernel deepc_avx512_gemm_q4_k, deepc_avx512vnni_gemm_q4_k;
 /* arch/x86_avx512_q6_k.c, arch/x86_avx2_q6_k.c: each equals its own table's
  * q6_k vec_dot bit for bit */
 deepc_gemm_kernel deepc_avx512_gemm_q6_k, deepc_avx512vnni_gemm_q6_k, deepc_avx2_gemm_q6_k;

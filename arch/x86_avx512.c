@@ -288,85 +288,6 @@ static inline __m512i idx4(int e0, int e1, int e2, int e3) {
                             (short)e0, (short)e0, (short)e0, (short)e0, (short)e0, (short)e0, (short)e0, (short)e0);
 }
 
-/* Q4_K in 256-bit registers, one 32-element sub-block per register: the 32
- * code bytes of sub-blocks 2g, 2g+1 (low / high nibbles) are loaded once and
- * split by one shift and two ands, and each register's scale is a word
- * broadcast by vpshufb from the decoded scales. Even and odd sub-blocks
- * accumulate separately and are added exactly at the end: lane i holds
- * sum_k sc_k * (the 4-element dot at 32k + 4i), below 2^24; then one 8-lane
- * convert + FMA per super-block (and one for the mins).
- *
- * Measured on Zen 4 (512-bit ops take two 256-bit pipe slots) against the
- * former 512-bit layout (two sub-blocks per register, a vpermw per 64
- * elements, scales unpacked in general registers): the per-super-block
- * overhead, not the multiplies, was half the time. Hence the scales and mins
- * are unpacked in vector registers (q4_k_decode), d and dmin converted
- * together, and the float lanes are 8, not 16. Scale words stored to the
- * stack and read back by broadcast loads measured slower (store forwarding
- * into the broadcast), as did four int32 accumulators or two super-blocks
- * interleaved (no gain). */
-/* The same 16 bytes in both 128-bit lanes, as one 256-bit constant (gcc
- * builds _mm256_broadcastsi128_si256 of a constant with an insert). */
-#define LANES2(...) _mm256_setr_epi8(__VA_ARGS__, __VA_ARGS__)
-
-KQ_INLINE __m256i q4_k_decode(const uint8_t *scales) {
-    /* both 128-bit lanes: bytes 0-7 sc_0..7, 8-15 mn_0..7 (the 16 bytes
-     * read end inside qs) */
-    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)scales));
-    const __m256i ia = LANES2(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11);
-    const __m256i ih = LANES2(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7);
-    const __m256i mlo = LANES2(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0);
-    const __m256i mhi = LANES2(0, 0, 0, 0, 0x30, 0x30, 0x30, 0x30, 0, 0, 0, 0, 0x30, 0x30, 0x30, 0x30);
-    const __m256i mmn = LANES2(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15);
-    __m256i lo = _mm256_shuffle_epi8(b, ia); /* low bits: s[0..3], s[8..11], s[4..7], s[8..11] */
-    __m256i hb = _mm256_shuffle_epi8(b, ih); /* s[0..3] under sc_4..7, s[4..7] under mn_4..7 */
-    /* within-word shifts: the bits a byte takes from its neighbour are masked off */
-    __m256i v = _mm256_or_si256(_mm256_and_si256(lo, mlo), _mm256_and_si256(_mm256_srli_epi16(hb, 2), mhi));
-    return _mm256_or_si256(v, _mm256_and_si256(_mm256_srli_epi16(lo, 4), mmn));
-}
-
-KQ_INLINE float q4_k_body(size_t n, const void *w, const void *x, bool vnni) {
-    const deepc_block_q4_k *a = w;
-    const deepc_block_q8_k *b = x;
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    /* mn_k as the int16 pair of bsums 2k, 2k+1 (lane 0: k < 4, lane 1: k >= 4) */
-    const __m256i imn = _mm256_setr_epi8(8, -1, 8, -1, 9, -1, 9, -1, 10, -1, 10, -1, 11, -1, 11, -1, 12, -1, 12, -1, 13,
-                                         -1, 13, -1, 14, -1, 14, -1, 15, -1, 15, -1);
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-    for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
-        const deepc_block_q4_k *wa = a + ib;
-        const deepc_block_q8_k *xb = b + ib;
-        __m256i v = q4_k_decode(wa->scales);
-        __m256i msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xb->bsums), _mm256_shuffle_epi8(v, imn));
-        if (!vnni) msum = opaque256(msum);
-        __m256i sum0 = _mm256_setzero_si256(), sum1 = sum0;
-        KQ_UNROLL
-        for (int g = 0; g < 4; g++) {
-            /* one load for both nibbles (the compiler would fold it into each) */
-            __m256i q = opaque256(_mm256_loadu_si256((const __m256i *)(wa->qs + 32 * g)));
-            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * g)));
-            __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * g + 32)));
-            __m256i s0 = _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(0x8000 | (2 * g))));
-            __m256i s1 = _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(0x8000 | (2 * g + 1))));
-            if (vnni) {
-                sum0 = _mm256_dpwssd_epi32(sum0, p0, s0);
-                sum1 = _mm256_dpwssd_epi32(sum1, p1, s1);
-            } else { /* one chain: the adds, not the multiplies, depend on each other */
-                sum0 = _mm256_add_epi32(sum0, _mm256_add_epi32(opaque256(_mm256_madd_epi16(p0, s0)),
-                                                               opaque256(_mm256_madd_epi16(p1, s1))));
-            }
-        }
-        /* d * d_x and dmin * d_x, each one fp32 product as in the scalar code */
-        uint32_t dd;
-        memcpy(&dd, wa, 4);
-        __m256 f = _mm256_mul_ps(_mm256_cvtph_ps(_mm_set1_epi32((int)dd)), _mm256_set1_ps(xb->d));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(sum0, sum1)), _mm256_permute_ps(f, 0x00), acc);
-        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_permute_ps(f, 0x55), accm);
-    }
-    return hsum256_ps(_mm256_sub_ps(acc, accm)); /* one reduction: rows are short (6 super-blocks in the 1.5B) */
-}
-
 /* Q3_K / Q2_K: the 32 bytes of 2-bit codes of one half (h) broadcast to
  * both halves and shifted by 2s and 2s + 2 (vpsrlvw) give the 64 codes of
  * elements 128h + 32s .. + 63, s = 0 or 2: sub-blocks 2k .. 2k+3 for
@@ -470,8 +391,6 @@ KQ_INLINE float q8_k_body(size_t n, const void *w, const void *x, bool vnni) {
     return hsum256_ps(acc);
 }
 
-static float vec_dot_q4_k(size_t n, const void *w, const void *x) { return q4_k_body(n, w, x, false); }
-static float vec_dot_q4_k_vnni(size_t n, const void *w, const void *x) { return q4_k_body(n, w, x, true); }
 static float vec_dot_q3_k(size_t n, const void *w, const void *x) { return q3_k_body(n, w, x, false); }
 static float vec_dot_q3_k_vnni(size_t n, const void *w, const void *x) { return q3_k_body(n, w, x, true); }
 static float vec_dot_q2_k(size_t n, const void *w, const void *x) { return q2_k_body(n, w, x, false); }
@@ -552,7 +471,7 @@ static void quantize_q8_k(const float *x, void *dst, size_t n) {
             [DEEPC_TYPE_F16]  = vec_dot_f16,                    \
             [DEEPC_TYPE_BF16] = vec_dot_bf16,                   \
             [DEEPC_TYPE_Q8_0] = vec_dot_q8_0##SFX,              \
-            [DEEPC_TYPE_Q4_K] = vec_dot_q4_k##SFX,              \
+            [DEEPC_TYPE_Q4_K] = deepc_avx512_vec_dot_q4_k##SFX,  \
             [DEEPC_TYPE_Q3_K] = vec_dot_q3_k##SFX,              \
             [DEEPC_TYPE_Q2_K] = vec_dot_q2_k##SFX,              \
             [DEEPC_TYPE_FP8_B128] = vec_dot_fp8_b128,           \

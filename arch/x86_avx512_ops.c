@@ -389,7 +389,11 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
     }
 }
 
-/* ---- k-quant gemm (q4_k, q3_k, q2_k x q8_k) ------------------------------
+/* ---- k-quant gemm (q3_k, q2_k x q8_k) -------------------------------------
+ *
+ * (q4_k's gemm and vec_dot now live in arch/x86_avx512_q4_k.c, with a float
+ * scheme of one lane per sub-block; the Q4_K branches below are no longer
+ * reached from any table.)
  *
  * The arithmetic of one output is x86_avx512.c's vec_dot for the type, the
  * integer part exact and the float part the same operations in the same
@@ -755,14 +759,6 @@ KQ_INLINE void kq_gemm(deepc_type t, bool vnni, int nrows, int ntok, size_t n, c
     }
 }
 
-void deepc_avx512_gemm_q4_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
-                            size_t x_stride, float *y, size_t y_stride) {
-    kq_gemm(DEEPC_TYPE_Q4_K, false, nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
-}
-void deepc_avx512vnni_gemm_q4_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
-                                size_t x_stride, float *y, size_t y_stride) {
-    kq_gemm(DEEPC_TYPE_Q4_K, true, nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);
-}
 void deepc_avx512_gemm_q3_k(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
                             size_t x_stride, float *y, size_t y_stride) {
     kq_gemm(DEEPC_TYPE_Q3_K, false, nrows, ntok, n, w, w_stride, x, x_stride, y, y_stride);

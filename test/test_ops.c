@@ -14,7 +14,10 @@
  *   row blocks and token tiles with remainders, padded strides; for the
  *   k-quant kernels (q4_k, q3_k, q2_k, q6_k), row counts around their register
  *   block of 4, 1 .. 129 tokens (up to three tiles of 64), 1 .. 35
- *   super-blocks, and raw bytes as well as quantizer output; for q4_1,
+ *   super-blocks, and raw bytes as well as quantizer output; for q4_k's
+ *   AVX-512 kernel also rows and tokens around its own tiles (16-token
+ *   tiles, 16-row output stages, 32-row k-chunk blocks, row blocks of up to
+ *   273 rows) and 3 .. 35 super-blocks; for q4_1,
  *   remainders of its 8- and 16-block groups, 1 .. 40 tokens, long rows
  *   (small tiles, several row blocks, the vec_dot fallback) and codes and
  *   activations at their limits.
@@ -270,7 +273,7 @@ static void test_every_gemm_equals_vec_dot(void **state) {
  * 64 (so 65 and 70 tokens make two tiles, 129 three), a register block of
  * rows with single-row tails (q6_k: a short last block). Shapes below cover each; lengths from one
  * super-block to the 1.5B model's 8960 (35). */
-#define KQ_MAX_ROWS 13
+#define KQ_MAX_ROWS 280 /* q4_k's AVX-512 row blocks: up to 273 rows (10 blocks) */
 #define KQ_MAX_TOK 129
 #define KQ_MAX_NB 35
 #define KQ_PAD 2 /* extra blocks between rows */
@@ -390,6 +393,29 @@ static void test_kquant_gemm_equals_vec_dot(void **state) {
                     kq_check(c, k, t, (kq_kind)kind, shapes[si][0], shapes[si][1], nbs[ni]);
                 }
     }
+}
+
+/* q4_k's AVX-512 gemm (arch/x86_avx512_q4_k.c) has tiles of its own: groups
+ * of two super-blocks (odd counts end in a half group), token tiles of up to
+ * 16 (equal sizes: 17 = 9 + 8, 40 = 14 + 13 + 13), row pairs with a single
+ * tail, outputs staged 16 rows per token, and, when a tile of the whole row
+ * is over its buffer (from 6 groups at 16 tokens, 11 super-blocks), k-chunks
+ * over blocks of 32 rows that keep their accumulators; otherwise row blocks
+ * of 384 KiB of weights (227 rows of 12 blocks). Rows and tokens around each. */
+static void test_q4_k_gemm_tiles_equal_vec_dot(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    static const int shapes[][2] = { { 15, 16 }, { 16, 17 }, { 17, 5 }, { 31, 33 }, { 32, 40 }, { 33, 1 },
+                                     { 35, 12 }, { 64, 9 }, { 3, 3 } };
+    static const size_t nbs[] = { 3, 5, 10, 11, 12, 35 };
+    for (size_t ni = 0; ni < sizeof nbs / sizeof nbs[0]; ni++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+            for (int kind = 0; kind < KQ_KINDS; kind++)
+                kq_check(c, k, DEEPC_TYPE_Q4_K, (kq_kind)kind, shapes[si][0], shapes[si][1], nbs[ni]);
+    /* across a row block of the unsplit path (10 blocks, rows 10 to 12
+     * blocks apart: 227 .. 273 rows a block) */
+    kq_check(c, k, DEEPC_TYPE_Q4_K, KQ_QUANTIZED, 277, 3, 10);
+    kq_check(c, k, DEEPC_TYPE_Q4_K, KQ_SPECIAL, 280, 18, 10);
 }
 
 /* Split into row and token ranges, as threads and batches split it: the same
@@ -680,7 +706,7 @@ static void test_row_forms_equal_single_calls(void **state) {
 #define PER_ISA(i, isa)                                                                                   \
     OT(i, isa, test_q8_0_gemm_equals_vec_dot), OT(i, isa, test_q8_0_gemm_split_is_invariant),             \
     OT(i, isa, test_every_gemm_equals_vec_dot), OT(i, isa, test_kquant_gemm_equals_vec_dot),              \
-    OT(i, isa, test_kquant_gemm_split_is_invariant), OT(i, isa, test_q4_1_gemm_equals_vec_dot),             \
+    OT(i, isa, test_kquant_gemm_split_is_invariant), OT(i, isa, test_q4_k_gemm_tiles_equal_vec_dot), OT(i, isa, test_q4_1_gemm_equals_vec_dot),             \
     OT(i, isa, test_q4_1_gemm_split_is_invariant),                                                        \
     OT(i, isa, test_dot_f16_f32_matches_scalar), OT(i, isa, test_dot_f16_f32_propagates_non_finite),      \
     OT(i, isa, test_axpy_f16_f32_is_bit_identical), OT(i, isa, test_row_forms_equal_single_calls)
