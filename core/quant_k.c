@@ -809,48 +809,61 @@ void deepc_dequantize_row_q2_k(const deepc_block_q2_k *x, float *y, size_t n) {
     }
 }
 
-/* ---- q3_k: symmetric sub-blocks ---------------------------------------- */
+/* ---- q3_k / q6_k: symmetric sub-blocks ------------------------------------ */
+
+/* One super-block of a symmetric type: sixteen sub-blocks of 16, codes
+ * q - qoff in [-qoff, qoff - 1], integer sub-block scales in [kmin, kmax]
+ * against one fp16 super-scale (returned). Fills the scales k[] and the
+ * codes q[] (offset, in [0, 2 qoff - 1]). */
+static uint16_t quantize_sym_super(const float *src, const float *imp, int qoff, int kmin, int kmax, int k[16],
+                                   uint8_t q[DEEPC_QK_K]) {
+    super_block sb;
+    float s[16];
+    double W[16];
+    float lo = -(float)qoff, hi = (float)(qoff - 1);
+    prepare(src, imp, 16, 16, &sb);
+    for (int j = 0; j < 16; j++) {
+        float wqq;
+        sub_view v = sub_of(&sb, j, 16);
+        s[j] = fit_sym(&v, -lo, hi, &wqq) * pow2f(sb.ex[j]);
+        W[j] = (double)wqq * pow2d(sb.ew[j]); /* sensitivity of E to the scale */
+    }
+    uint16_t dh = quant_superscale(s, W, 16, kmin, kmax, k);
+    float d = deepc_fp16_to_fp32(dh);
+    for (int j = 0; j < 16; j++) {
+        sub_view v = sub_of(&sb, j, 16);
+        const float *xj = sb.x + 16 * j;
+        float f = pow2f(-sb.ex[j]);
+        batch nb;
+        int pk[3];
+        nb.nc = 0;
+        for (int t = 0; t < 3; t++) { /* k[j] first (kept on ties), then k[j] -+ 1 */
+            int a = k[j] + (t == 0 ? 0 : t == 1 ? -1 : 1);
+            if (a < kmin || a > kmax) continue;
+            pk[nb.nc] = a;
+            nb.s[nb.nc] = d * (float)a * f; /* exact: 11-bit fp16 times an 8-bit integer, times 2^-e */
+            nb.m[nb.nc++] = 0.0f;
+        }
+        batch_inverses(&nb);
+        batch_score(&nb, &v, lo, hi);
+        float best = INFINITY;
+        int bc = batch_best(&nb, &best);
+        k[j] = pk[bc < 0 ? 0 : bc]; /* as in quantize_affine_super */
+        float S = d * (float)k[j], is = S != 0.0f ? 1.0f / S : 0.0f;
+        for (int i = 0; i < 16; i++) q[16 * j + i] = (uint8_t)(round_clamp(xj[i] * is, lo, hi) + (float)qoff);
+    }
+    return dh;
+}
 
 void deepc_quantize_row_q3_k(const float *src, deepc_block_q3_k *y, size_t n, const float *imp) {
     for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
-        super_block sb;
-        float s[16];
-        double W[16];
         int k[16];
         uint8_t q[DEEPC_QK_K];
         deepc_block_q3_k *b = &y[ib];
-        prepare(src + ib * DEEPC_QK_K, imp ? imp + ib * DEEPC_QK_K : NULL, 16, 16, &sb);
-        for (int j = 0; j < 16; j++) {
-            float wqq;
-            sub_view v = sub_of(&sb, j, 16);
-            s[j] = fit_sym(&v, 4.0f, 3.0f, &wqq) * pow2f(sb.ex[j]);
-            W[j] = (double)wqq * pow2d(sb.ew[j]); /* sensitivity of E to the scale */
-        }
-        b->d = quant_superscale(s, W, 16, -32, 31, k);
-        float d = deepc_fp16_to_fp32(b->d);
+        b->d = quantize_sym_super(src + ib * DEEPC_QK_K, imp ? imp + ib * DEEPC_QK_K : NULL, 4, -32, 31, k, q);
         memset(b->scales, 0, sizeof b->scales);
         for (int j = 0; j < 16; j++) {
-            sub_view v = sub_of(&sb, j, 16);
-            const float *xj = sb.x + 16 * j;
-            float f = pow2f(-sb.ex[j]);
-            batch nb;
-            int pk[3];
-            nb.nc = 0;
-            for (int t = 0; t < 3; t++) { /* k[j] first (kept on ties), then k[j] -+ 1 */
-                int a = k[j] + (t == 0 ? 0 : t == 1 ? -1 : 1);
-                if (a < -32 || a > 31) continue;
-                pk[nb.nc] = a;
-                nb.s[nb.nc] = d * (float)a * f; /* exact: 11-bit fp16 times a 6-bit integer, times 2^-e */
-                nb.m[nb.nc++] = 0.0f;
-            }
-            batch_inverses(&nb);
-            batch_score(&nb, &v, -4.0f, 3.0f);
-            float best = INFINITY;
-            int bc = batch_best(&nb, &best);
-            int bk = pk[bc < 0 ? 0 : bc]; /* as in quantize_affine_super */
-            float S = d * (float)bk, is = S != 0.0f ? 1.0f / S : 0.0f;
-            for (int i = 0; i < 16; i++) q[16 * j + i] = (uint8_t)(round_clamp(xj[i] * is, -4.0f, 3.0f) + 4.0f);
-            int u = bk + 32;
+            int u = k[j] + 32;
             b->scales[j % 8] |= (uint8_t)((u & 15) << (4 * (j / 8)));
             b->scales[8 + j % 4] |= (uint8_t)((u >> 4) << (2 * (j / 4)));
         }
@@ -874,48 +887,15 @@ void deepc_dequantize_row_q3_k(const deepc_block_q3_k *x, float *y, size_t n) {
     }
 }
 
-/* ---- q6_k: symmetric sub-blocks, as q3_k with 64 levels ----------------- */
+/* ---- q6_k: as q3_k with 64 levels and int8 sub-block scales ---------------- */
 
 void deepc_quantize_row_q6_k(const float *src, deepc_block_q6_k *y, size_t n, const float *imp) {
     for (size_t ib = 0; ib < n / DEEPC_QK_K; ib++) {
-        super_block sb;
-        float s[16];
-        double W[16];
         int k[16];
         uint8_t q[DEEPC_QK_K];
         deepc_block_q6_k *b = &y[ib];
-        prepare(src + ib * DEEPC_QK_K, imp ? imp + ib * DEEPC_QK_K : NULL, 16, 16, &sb);
-        for (int j = 0; j < 16; j++) {
-            float wqq;
-            sub_view v = sub_of(&sb, j, 16);
-            s[j] = fit_sym(&v, 32.0f, 31.0f, &wqq) * pow2f(sb.ex[j]);
-            W[j] = (double)wqq * pow2d(sb.ew[j]);
-        }
-        b->d = quant_superscale(s, W, 16, -128, 127, k);
-        float d = deepc_fp16_to_fp32(b->d);
-        for (int j = 0; j < 16; j++) {
-            sub_view v = sub_of(&sb, j, 16);
-            const float *xj = sb.x + 16 * j;
-            float f = pow2f(-sb.ex[j]);
-            batch nb;
-            int pk[3];
-            nb.nc = 0;
-            for (int t = 0; t < 3; t++) { /* k[j] first (kept on ties), then k[j] -+ 1 */
-                int a = k[j] + (t == 0 ? 0 : t == 1 ? -1 : 1);
-                if (a < -128 || a > 127) continue;
-                pk[nb.nc] = a;
-                nb.s[nb.nc] = d * (float)a * f; /* exact: 11-bit fp16 times an 8-bit integer, times 2^-e */
-                nb.m[nb.nc++] = 0.0f;
-            }
-            batch_inverses(&nb);
-            batch_score(&nb, &v, -32.0f, 31.0f);
-            float best = INFINITY;
-            int bc = batch_best(&nb, &best);
-            int bk = pk[bc < 0 ? 0 : bc];
-            float S = d * (float)bk, is = S != 0.0f ? 1.0f / S : 0.0f;
-            for (int i = 0; i < 16; i++) q[16 * j + i] = (uint8_t)(round_clamp(xj[i] * is, -32.0f, 31.0f) + 32.0f);
-            b->scales[j] = (int8_t)bk;
-        }
+        b->d = quantize_sym_super(src + ib * DEEPC_QK_K, imp ? imp + ib * DEEPC_QK_K : NULL, 32, -128, 127, k, q);
+        for (int j = 0; j < 16; j++) b->scales[j] = (int8_t)k[j];
         memset(b->ql, 0, sizeof b->ql);
         memset(b->qh, 0, sizeof b->qh);
         for (int i = 0; i < DEEPC_QK_K; i++) {
