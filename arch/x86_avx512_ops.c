@@ -391,23 +391,17 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
 
 /* ---- k-quant gemm (q3_k, q2_k x q8_k) -------------------------------------
  *
- * (q4_k's gemm and vec_dot now live in arch/x86_avx512_q4_k.c, with a float
- * scheme of one lane per sub-block; the Q4_K branches below are no longer
- * reached from any table.)
+ * (q4_k's gemm and vec_dot live in arch/x86_avx512_q4_k.c, with a float
+ * scheme of one lane per sub-block.)
  *
  * The arithmetic of one output is x86_avx512.c's vec_dot for the type, the
  * integer part exact and the float part the same operations in the same
  * order: per super-block, sixteen int32 lanes (lane l: the 4-element dots
  * at byte 4l of each 64-element chunk c, times chunk c's sub-block scale
  * for that lane, summed over c), converted and fused into a 16-lane
- * accumulator with d_w * d_x; for q4_k / q2_k the eight min lanes
- * (madd of the activation's bsums with the mins) into an 8-lane one with
- * dmin_w * d_x; at the end one _mm512_reduce_add_ps (minus the 8-lane hsum).
- * q4_k's vec_dot works one 32-element sub-block per 256-bit register, so its
- * eight int32 lanes are lanes l and l + 8 of the sixteen here (sub-blocks 2c
- * and 2c+1 of chunk c): the gemm adds the halves (exact) and keeps 8-lane
- * float accumulators; vec_dot reduces the difference of its two with one
- * hsum256_ps, and so does the gemm.
+ * accumulator with d_w * d_x; for q2_k the eight min lanes (madd of the
+ * activation's bsums with the mins) into an 8-lane one with dmin_w * d_x;
+ * at the end one _mm512_reduce_add_ps (minus the 8-lane hsum).
  * What changes is how often the weights are unpacked: a super-block's codes
  * for KQ_R rows are built once and kept in registers (the scale vectors on
  * the stack, memory operands of vpdpwssd / vpmaddwd) while every token of
@@ -416,8 +410,8 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
  * between super-blocks (token-major: row-major put rows 4 KiB apart, and the
  * loads aliased the stores of the row before: 30% of the time).
  *
- * The ceiling of this layout: vec_dot keeps 16 + 8 fp32 lanes per output
- * (q4_k: 8 + 8), so every output and super-block costs one FMA and the min terms on
+ * The ceiling of this layout: vec_dot keeps 16 + 8 fp32 lanes per output,
+ * so every output and super-block costs one FMA and the min terms on
  * top of the six integer multiplies below; on Zen 4 these share one 512-bit
  * multiply pipe (measured: ~8 of its cycles per 256 products, ~32 per cycle
  * at best; the kernel reaches ~22 with the unpacking). A gemm with fewer
@@ -428,7 +422,7 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
  * (through opaque512, so no compiler fuses them into vpdpwssd), which keeps
  * the "avx512" table free of VNNI instructions. */
 
-#define KQ_RN 64 /* tokens per tile: the accumulators take KQ_R * KQ_RN * 96 bytes (q4_k: 64) */
+#define KQ_RN 64 /* tokens per tile: the accumulators take KQ_R * KQ_RN * 96 bytes */
 #define KQ_R 4   /* rows per register block */
 
 #if defined(__GNUC__)
@@ -460,7 +454,7 @@ typedef struct {
     __m512i s[4];  /* no VNNI: chunk c's scale per int16 pair (the vpmaddwd operand) */
     __m512i sp[2]; /* VNNI: chunks 2i, 2i+1's scales in the low / high int16 of each lane */
     __m512i nc;    /* VNNI: -128 * sum_c scale * (4-byte code sums of chunk c), per lane */
-    __m256i m;     /* q4_k: min pairs; q2_k: the sixteen mins; q3_k: the sixteen scales */
+    __m256i m;     /* q2_k: the sixteen mins; q3_k: the sixteen scales */
     float d, dmin; /* fp16 scales as floats (exact) */
 } kq_wsb;
 
@@ -526,36 +520,7 @@ KQ_INLINE void kq_sub16_scales(bool vnni, __m512i sc, kq_wsb *o) {
  * elements 64c .. 64c+63, unsigned) and *o; the same operations as the
  * type's vec_dot. */
 KQ_INLINE void kq_unpack(deepc_type t, bool vnni, const void *w, __m512i Q[4], kq_wsb *o) {
-    if (t == DEEPC_TYPE_Q4_K) {
-        const deepc_block_q4_k *a = w;
-        const __m512i m4 = _mm512_set1_epi8(0x0f);
-        uint32_t u0, u1, u2;
-        memcpy(&u0, a->scales, 4);
-        memcpy(&u1, a->scales + 4, 4);
-        memcpy(&u2, a->scales + 8, 4);
-        uint32_t sc_lo = u0 & 0x3f3f3f3fu, mn_lo = u1 & 0x3f3f3f3fu;
-        uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
-        uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
-        __m128i mnb = _mm_setr_epi32((int)mn_lo, (int)mn_hi, 0, 0);
-        o->m = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mnb, mnb));
-        __m512i sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_setr_epi32((int)sc_lo, (int)sc_hi, 0, 0)));
-        if (vnni) {
-            o->sp[0] = _mm512_permutexvar_epi16(kq_idx4p(0, 2, 0, 2, 1, 3, 1, 3), sc);
-            o->sp[1] = _mm512_permutexvar_epi16(kq_idx4p(4, 6, 4, 6, 5, 7, 5, 7), sc);
-        } else {
-            o->s[0] = _mm512_permutexvar_epi16(kq_idx4(0, 0, 1, 1), sc);
-            o->s[1] = _mm512_permutexvar_epi16(kq_idx4(2, 2, 3, 3), sc);
-            o->s[2] = _mm512_permutexvar_epi16(kq_idx4(4, 4, 5, 5), sc);
-            o->s[3] = _mm512_permutexvar_epi16(kq_idx4(6, 6, 7, 7), sc);
-        }
-        KQ_UNROLL
-        for (int c = 0; c < 4; c++) {
-            __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qs + 32 * c)));
-            Q[c] = _mm512_and_si512(_mm512_mask_srli_epi16(q, (__mmask32)0xffff0000u, q, 4), m4);
-        }
-        o->d = _cvtsh_ss(a->d);
-        o->dmin = _cvtsh_ss(a->dmin);
-    } else if (t == DEEPC_TYPE_Q3_K) {
+    if (t == DEEPC_TYPE_Q3_K) {
         const deepc_block_q3_k *a = w;
         const __m512i m3 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(1);
         uint32_t u0, u1, u2;
@@ -602,7 +567,7 @@ KQ_INLINE void kq_unpack(deepc_type t, bool vnni, const void *w, __m512i Q[4], k
 /* R rows (codes Q, the rest W) against tokens x[0..tn) of super-block ib:
  * each output's lanes, folded into its accumulators acc[j * KQ_R + r]. */
 KQ_INLINE void kq_tokens(deepc_type t, bool vnni, int R, const __m512i Q[][4], const kq_wsb *W, const unsigned char *x,
-                         size_t x_stride, size_t ib, int tn, __m512 *acc, __m256 *acc8, __m256 *accm) {
+                         size_t x_stride, size_t ib, int tn, __m512 *acc, __m256 *accm) {
     const bool has_min = t != DEEPC_TYPE_Q3_K;
     /* d_w of each row (lanes 0-3) and dmin_w (4-7): one multiply by d_x per
      * token gives every product vec_dot rounds separately, rounded alike */
@@ -641,14 +606,8 @@ KQ_INLINE void kq_tokens(deepc_type t, bool vnni, int R, const __m512i Q[][4], c
                     sumi = _mm512_add_epi32(sumi, opaque512(_mm512_madd_epi16(p, W[r].s[c])));
                 }
             }
-            if (t == DEEPC_TYPE_Q4_K) { /* lanes l and l + 8 (sub-blocks 2c, 2c+1) added: vec_dot's 8 lanes */
-                __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi), _mm512_extracti64x4_epi64(sumi, 1));
-                __m256 *a = &acc8[j * KQ_R + r];
-                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s8), _mm256_set1_ps(dd[r]), *a);
-            } else {
-                __m512 *a = &acc[j * KQ_R + r];
-                *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(dd[r]), *a);
-            }
+            __m512 *a = &acc[j * KQ_R + r];
+            *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(dd[r]), *a);
             if (has_min) {
                 __m256i msum = _mm256_madd_epi16(bs, W[r].m);
                 if (!vnni) msum = opaque256(msum);
@@ -690,11 +649,10 @@ KQ_INLINE __m128 kq_hsum4(const __m256 m[4]) {
 /* R rows from row w against the tile's tn tokens, all super-blocks. */
 KQ_INLINE void kq_rows(deepc_type t, bool vnni, int R, size_t nb, const unsigned char *w, size_t w_stride,
                        size_t wblk, const unsigned char *x, size_t x_stride, int tn, float *y, size_t y_stride,
-                       __m512 *acc, __m256 *acc8, __m256 *accm) {
+                       __m512 *acc, __m256 *accm) {
     for (int r = 0; r < R; r++)
         for (int j = 0; j < tn; j++) {
-            if (t == DEEPC_TYPE_Q4_K) acc8[j * KQ_R + r] = _mm256_setzero_ps();
-            else acc[j * KQ_R + r] = _mm512_setzero_ps();
+            acc[j * KQ_R + r] = _mm512_setzero_ps();
             accm[j * KQ_R + r] = _mm256_setzero_ps();
         }
     for (size_t ib = 0; ib < nb; ib++) {
@@ -705,32 +663,20 @@ KQ_INLINE void kq_rows(deepc_type t, bool vnni, int R, size_t nb, const unsigned
             kq_unpack(t, vnni, w + (size_t)r * w_stride + ib * wblk, Q[r], &W[r]);
             if (vnni) kq_vnni_prep(Q[r], &W[r]);
         }
-        kq_tokens(t, vnni, R, (const __m512i(*)[4])Q, W, x, x_stride, ib, tn, acc, acc8, accm);
+        kq_tokens(t, vnni, R, (const __m512i(*)[4])Q, W, x, x_stride, ib, tn, acc, accm);
     }
     if (R == 4) {
         for (int j = 0; j < tn; j++) {
-            __m128 v;
-            if (t == DEEPC_TYPE_Q4_K) {
-                __m256 dm[4];
-                for (int r = 0; r < 4; r++) dm[r] = _mm256_sub_ps(acc8[j * KQ_R + r], accm[j * KQ_R + r]);
-                v = kq_hsum4(dm);
-            } else {
-                v = kq_reduce4(&acc[j * KQ_R]);
-                if (t != DEEPC_TYPE_Q3_K) v = _mm_sub_ps(v, kq_hsum4(&accm[j * KQ_R]));
-            }
+            __m128 v = kq_reduce4(&acc[j * KQ_R]);
+            if (t != DEEPC_TYPE_Q3_K) v = _mm_sub_ps(v, kq_hsum4(&accm[j * KQ_R]));
             _mm_storeu_ps(y + (size_t)j * y_stride, v);
         }
         return;
     }
     for (int r = 0; r < R; r++)
         for (int j = 0; j < tn; j++) {
-            float v;
-            if (t == DEEPC_TYPE_Q4_K) {
-                v = hsum256_ps(_mm256_sub_ps(acc8[j * KQ_R + r], accm[j * KQ_R + r]));
-            } else {
-                v = _mm512_reduce_add_ps(acc[j * KQ_R + r]);
-                if (t != DEEPC_TYPE_Q3_K) v -= hsum256_ps(accm[j * KQ_R + r]);
-            }
+            float v = _mm512_reduce_add_ps(acc[j * KQ_R + r]);
+            if (t != DEEPC_TYPE_Q3_K) v -= hsum256_ps(accm[j * KQ_R + r]);
             y[(size_t)j * y_stride + (size_t)r] = v;
         }
 }
@@ -743,7 +689,6 @@ KQ_INLINE void kq_gemm(deepc_type t, bool vnni, int nrows, int ntok, size_t n, c
     const unsigned char *wb = w, *xb = x;
     int tiles = (ntok + KQ_RN - 1) / KQ_RN, tile = tiles ? (ntok + tiles - 1) / tiles : 1;
     __m512 acc[KQ_R * KQ_RN];
-    __m256 *acc8 = (__m256 *)acc; /* q4_k's (its vec_dot keeps 8 float lanes) */
     __m256 accm[KQ_R * KQ_RN];
     for (int t0 = 0; t0 < ntok; t0 += tile) {
         int tn = ntok - t0 < tile ? ntok - t0 : tile;
@@ -751,10 +696,10 @@ KQ_INLINE void kq_gemm(deepc_type t, bool vnni, int nrows, int ntok, size_t n, c
         float *yt = y + (size_t)t0 * y_stride;
         int r = 0;
         for (; r + KQ_R <= nrows; r += KQ_R)
-            kq_rows(t, vnni, KQ_R, nb, wb + (size_t)r * w_stride, w_stride, wblk, xt, x_stride, tn, yt + r, y_stride, acc, acc8,
+            kq_rows(t, vnni, KQ_R, nb, wb + (size_t)r * w_stride, w_stride, wblk, xt, x_stride, tn, yt + r, y_stride, acc,
                     accm);
         for (; r < nrows; r++)
-            kq_rows(t, vnni, 1, nb, wb + (size_t)r * w_stride, w_stride, wblk, xt, x_stride, tn, yt + r, y_stride, acc, acc8,
+            kq_rows(t, vnni, 1, nb, wb + (size_t)r * w_stride, w_stride, wblk, xt, x_stride, tn, yt + r, y_stride, acc,
                     accm);
     }
 }
