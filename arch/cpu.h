@@ -130,6 +130,7 @@ deepc_dot_f16_kernel deepc_scalar_dot_f16_f32;
 deepc_axpy_f16_kernel deepc_scalar_axpy_f16_f32;
 deepc_dot_rows_f16_kernel deepc_scalar_dot_rows_f16_f32;
 deepc_axpy_rows_f16_kernel deepc_scalar_axpy_rows_f16_f32;
+void deepc_scalar_swiglu(float *g, const float *u, size_t n);
 
 #define DEEPC_OPS_SCALAR                                                                            \
     .gemm = { [DEEPC_TYPE_F32] = deepc_scalar_gemm_f32, [DEEPC_TYPE_F16] = deepc_scalar_gemm_f16,  \
@@ -138,7 +139,8 @@ deepc_axpy_rows_f16_kernel deepc_scalar_axpy_rows_f16_f32;
               [DEEPC_TYPE_Q2_K] = deepc_scalar_gemm_q2_k, [DEEPC_TYPE_Q4_1] = deepc_scalar_gemm_q4_1,   \
               [DEEPC_TYPE_Q6_K] = deepc_scalar_gemm_q6_k },                                             \
     .dot_f16_f32 = deepc_scalar_dot_f16_f32, .axpy_f16_f32 = deepc_scalar_axpy_f16_f32,            \
-    .dot_rows_f16_f32 = deepc_scalar_dot_rows_f16_f32, .axpy_rows_f16_f32 = deepc_scalar_axpy_rows_f16_f32
+    .dot_rows_f16_f32 = deepc_scalar_dot_rows_f16_f32, .axpy_rows_f16_f32 = deepc_scalar_axpy_rows_f16_f32, \
+    .swiglu = deepc_scalar_swiglu
 
 #if defined(__x86_64__) || defined(__i386__)
 /* arch/x86_avx2_ops.c. Its Q8_0 gemm equals the avx2 table's vec_dot bit for
@@ -152,6 +154,7 @@ deepc_dot_f16_kernel deepc_avx2_dot_f16_f32;
 deepc_axpy_f16_kernel deepc_avx2_axpy_f16_f32;
 deepc_dot_rows_f16_kernel deepc_avx2_dot_rows_f16_f32;
 deepc_axpy_rows_f16_kernel deepc_avx2_axpy_rows_f16_f32;
+void deepc_avx2_swiglu(float *g, const float *u, size_t n);
 /* arch/x86_avx512_ops.c */
 deepc_gemm_kernel deepc_avx512vnni_gemm_q8_0;
 deepc_gemm_kernel deepc_avx512_gemm_q3_k, deepc_avx512_gemm_q2_k;
@@ -166,16 +169,19 @@ deepc_dot_f16_kernel deepc_avx512_dot_f16_f32;
 deepc_axpy_f16_kernel deepc_avx512_axpy_f16_f32;
 deepc_dot_rows_f16_kernel deepc_avx512_dot_rows_f16_f32;
 deepc_axpy_rows_f16_kernel deepc_avx512_axpy_rows_f16_f32;
+void deepc_avx512_swiglu(float *g, const float *u, size_t n);
 
 #define DEEPC_OPS_AVX2                                                                              \
     .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx2_gemm_q8_0, [DEEPC_TYPE_Q4_K] = deepc_avx2_gemm_q4_k,        \
               [DEEPC_TYPE_Q3_K] = deepc_avx2_gemm_q3_k, [DEEPC_TYPE_Q2_K] = deepc_avx2_gemm_q2_k,      \
               [DEEPC_TYPE_Q4_1] = deepc_avx2_gemm_q4_1, [DEEPC_TYPE_Q6_K] = deepc_avx2_gemm_q6_k },      \
     .dot_f16_f32 = deepc_avx2_dot_f16_f32, .axpy_f16_f32 = deepc_avx2_axpy_f16_f32,                \
-    .dot_rows_f16_f32 = deepc_avx2_dot_rows_f16_f32, .axpy_rows_f16_f32 = deepc_avx2_axpy_rows_f16_f32
+    .dot_rows_f16_f32 = deepc_avx2_dot_rows_f16_f32, .axpy_rows_f16_f32 = deepc_avx2_axpy_rows_f16_f32, \
+    .swiglu = deepc_avx2_swiglu
 #define DEEPC_OPS_AVX512_FP16                                                                       \
     .dot_f16_f32 = deepc_avx512_dot_f16_f32, .axpy_f16_f32 = deepc_avx512_axpy_f16_f32,            \
-    .dot_rows_f16_f32 = deepc_avx512_dot_rows_f16_f32, .axpy_rows_f16_f32 = deepc_avx512_axpy_rows_f16_f32
+    .dot_rows_f16_f32 = deepc_avx512_dot_rows_f16_f32, .axpy_rows_f16_f32 = deepc_avx512_axpy_rows_f16_f32, \
+    .swiglu = deepc_avx512_swiglu
 #define DEEPC_OPS_AVX512                                                                            \
     .gemm = { [DEEPC_TYPE_Q8_0] = deepc_avx2_gemm_q8_0, [DEEPC_TYPE_Q4_K] = deepc_avx512_gemm_q4_k,      \
               [DEEPC_TYPE_Q3_K] = deepc_avx512_gemm_q3_k, [DEEPC_TYPE_Q2_K] = deepc_avx512_gemm_q2_k,  \

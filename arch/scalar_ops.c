@@ -9,6 +9,7 @@
  * bit for bit with its one-token path. */
 #include "cpu.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ---- gemm: vec_dot per output ------------------------------------------ */
@@ -78,4 +79,13 @@ void deepc_scalar_dot_rows_f16_f32(size_t n, size_t m, const uint16_t *a, size_t
 void deepc_scalar_axpy_rows_f16_f32(size_t n, size_t m, const float *alpha, const uint16_t *x, size_t x_stride,
                                     float *y) {
     for (size_t p = 0; p < m; p++) deepc_scalar_axpy_f16_f32(n, alpha[p], x + p * x_stride, y);
+}
+
+/* ---- SwiGLU --------------------------------------------------------------- */
+
+void deepc_scalar_swiglu(float *g, const float *u, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = g[i];
+        g[i] = v / (1.0f + expf(-v)) * u[i];
+    }
 }

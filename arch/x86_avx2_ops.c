@@ -15,6 +15,7 @@
  * totals, and per output the same float operations in the same order (see
  * x86_avx512_ops.c). */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "cpu.h"
@@ -451,4 +452,47 @@ void deepc_avx2_axpy_rows_f16_f32(size_t n, size_t m, const float *alpha, const 
     }
     if (i < n)
         for (size_t p = 0; p < m; p++) deepc_avx2_axpy_f16_f32(n - i, alpha[p], x + p * x_stride + i, y + i);
+}
+
+/* ---- SwiGLU ----------------------------------------------------------------
+ * As deepc_avx512_swiglu (same polynomial and range reduction), with 2^n
+ * built in the exponent field: n is clamped to [-126, 127] first, and the
+ * result set to inf where -g > 88.72 (e^-g overflows float) and to 0 where
+ * -g < -87.33 (below the normal range; 1 + e^-g is 1 there either way). */
+static inline __m256 exp_neg256(__m256 g) {
+    const __m256 x = _mm256_sub_ps(_mm256_setzero_ps(), g);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    n = _mm256_max_ps(_mm256_min_ps(n, _mm256_set1_ps(127.0f)), _mm256_set1_ps(-126.0f));
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187045e-06f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    __m256 e = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+    e = _mm256_blendv_ps(e, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, _mm256_set1_ps(88.72f), _CMP_GT_OQ));
+    e = _mm256_blendv_ps(e, _mm256_setzero_ps(), _mm256_cmp_ps(x, _mm256_set1_ps(-87.33f), _CMP_LT_OQ));
+    /* NaN in, NaN out (the compares above are false for NaN, r is NaN) */
+    return e;
+}
+
+void deepc_avx2_swiglu(float *g, const float *u, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(g + i), w = _mm256_loadu_ps(u + i);
+        __m256 y = _mm256_mul_ps(_mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), exp_neg256(v))), w);
+        _mm256_storeu_ps(g + i, y);
+    }
+    if (i < n) {
+        float gv[8] = { 0 }, uv[8] = { 0 };
+        memcpy(gv, g + i, (n - i) * sizeof(float));
+        memcpy(uv, u + i, (n - i) * sizeof(float));
+        __m256 v = _mm256_loadu_ps(gv), w = _mm256_loadu_ps(uv);
+        _mm256_storeu_ps(gv, _mm256_mul_ps(_mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), exp_neg256(v))), w));
+        memcpy(g + i, gv, (n - i) * sizeof(float));
+    }
 }

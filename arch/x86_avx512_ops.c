@@ -798,3 +798,36 @@ void deepc_avx512_axpy_rows_f16_f32(size_t n, size_t m, const float *alpha, cons
     if (i < n)
         for (size_t p = 0; p < m; p++) deepc_avx512_axpy_f16_f32(n - i, alpha[p], x + p * x_stride + i, y + i);
 }
+
+/* ---- SwiGLU ----------------------------------------------------------------
+ * e^-g as 2^n * p(r): n = round(-g * log2 e), r = -g - n ln 2 (ln 2 split in
+ * two so r is exact to ~2^-40), p the degree-6 Taylor polynomial of e^r on
+ * |r| <= ln2 / 2 (truncation error 1.2e-7 relative), then vscalefps, which
+ * gives inf and 0 beyond float range without a clamp; -g below -104 (where
+ * e^-g is 0 in float) is set to 0 explicitly so -g = -inf does not give
+ * NaN. The quotient and product are IEEE operations as in the scalar one. */
+static inline __m512 exp_neg512(__m512 g) {
+    const __m512 x = _mm512_sub_ps(_mm512_setzero_ps(), g);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    __m512 e = _mm512_scalef_ps(p, n);
+    return _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(x, _mm512_set1_ps(-104.0f), _CMP_LT_OQ), _mm512_setzero_ps());
+}
+
+void deepc_avx512_swiglu(float *g, const float *u, size_t n) {
+    size_t i = 0;
+    for (; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(k, g + i), w = _mm512_maskz_loadu_ps(k, u + i);
+        __m512 y = _mm512_mul_ps(_mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), exp_neg512(v))), w);
+        _mm512_mask_storeu_ps(g + i, k, y);
+    }
+}

@@ -193,13 +193,6 @@ void deepc_rmsnorm(float *out, const float *x, const float *w, int n, float eps)
     for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
 }
 
-void deepc_swiglu(float *hb, const float *hb2, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float g = hb[i];
-        hb[i] = g / (1.0f + expf(-g)) * hb2[i];
-    }
-}
-
 /* HF "rotate_half" rope: element i pairs with i + hd/2. */
 static void rope_neox(float *v, int n_heads, int hd, const float *cs, const float *sn) {
     int half = hd / 2;
@@ -313,7 +306,7 @@ static void swiglu_epilogue(const matmul_task *t, int r0, int r1) {
     const swiglu_ctx *c = t->ctx;
     for (int b = 0; b < t->B; b++) {
         float *g = c->g + (size_t)b * c->F + r0;
-        deepc_swiglu(g, c->u + (size_t)b * c->F + r0, (size_t)(r1 - r0));
+        t->k->swiglu(g, c->u + (size_t)b * c->F + r0, (size_t)(r1 - r0));
         if (c->quantize)
             c->quantize(g, c->xq + (size_t)b * c->xq_stride + (size_t)r0 / c->blk_elems * c->blk_bytes, (size_t)(r1 - r0));
     }
@@ -331,7 +324,7 @@ void deepc_swiglu_mlp(deepc_session *s, const deepc_wt *gate, const deepc_wt *up
     int blk = (int)ti->block_elems, align = blk > ROW_ALIGN ? blk : ROW_ALIGN;
     if (!same_act_type(s, gate_up, 2) || up->rows != F || align % blk != 0 || F % blk != 0) {
         matmul_fused(s, gate_up, 2, s->xb, n);
-        deepc_swiglu(s->hb, s->hb2, (size_t)n * F);
+        s->k->swiglu(s->hb, s->hb2, (size_t)n * F);
         deepc_matmul(s, down, s->hb, n, s->xb, E, NULL);
     } else {
         /* s->att (B x widest row, floats) is free until the next attention */

@@ -33,8 +33,6 @@ void deepc_matmul_heads(deepc_session *s, const deepc_wt *w, int n_heads, const 
 size_t deepc_act_convert(const deepc_session *s, deepc_type wt, const float *x, int n, int cols, void *dst);
 
 void deepc_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
-/* hb[i] = silu(hb[i]) * hb2[i] */
-void deepc_swiglu(float *hb, const float *hb2, size_t n);
 
 /* MLA attention of layer l for the n tokens in s->xb (already normed) at
  * positions pos0..; writes the o_proj output into s->hb2 rows of n_embd. */

@@ -98,7 +98,7 @@ static void gate_up_run(void *arg, int ith, int nth) {
         if (!t->fuse) continue;
         for (int i = i0; i < i1; i++) {
             float *g = s->ex_g + (size_t)i * FX + r0;
-            deepc_swiglu(g, s->ex_u + (size_t)i * FX + r0, (size_t)(r1 - r0));
+            s->k->swiglu(g, s->ex_u + (size_t)i * FX + r0, (size_t)(r1 - r0));
             if (t->quantize)
                 t->quantize(g, (uint8_t *)s->act2 + (size_t)i * t->mid_stride + (size_t)r0 / t->blk_elems * t->blk_bytes,
                             (size_t)(r1 - r0));
@@ -202,7 +202,7 @@ void deepc_ffn_moe(deepc_session *s, const deepc_layer *L, int n) {
         atomic_init(&gu.next, 0);
         deepc_pool_run(s->pool, gate_up_run, &gu);
         if (!fuse) {
-            deepc_swiglu(s->ex_g + (size_t)i0 * FX, s->ex_u + (size_t)i0 * FX, (size_t)(i1 - i0) * FX);
+            s->k->swiglu(s->ex_g + (size_t)i0 * FX, s->ex_u + (size_t)i0 * FX, (size_t)(i1 - i0) * FX);
             if (conv) deepc_act_convert(s, dt, s->ex_g + (size_t)i0 * FX, i1 - i0, FX, (uint8_t *)s->act2 + (size_t)i0 * mid_stride);
         }
         atomic_init(&dn.next, 0);

@@ -47,6 +47,11 @@ typedef void (*deepc_dot_rows_f16_f32_fn)(size_t n, size_t m, const uint16_t *a,
 typedef void (*deepc_axpy_rows_f16_f32_fn)(size_t n, size_t m, const float *alpha, const uint16_t *x,
                                            size_t x_stride, float *y);
 
+/* SwiGLU in place: g[i] = silu(g[i]) * u[i] = g / (1 + e^-g) * u. The
+ * scalar table's uses libm's expf; SIMD tables evaluate e^-g with their own
+ * polynomial, within a few ulp of it (test/test_ops.c states the bound). */
+typedef void (*deepc_swiglu_fn)(float *g, const float *u, size_t n);
+
 typedef struct deepc_kernels {
     const char *name;                            /* "scalar", "avx2", ... */
     deepc_vec_dot_fn vec_dot[DEEPC_TYPE_COUNT];
@@ -60,6 +65,7 @@ typedef struct deepc_kernels {
     deepc_axpy_f16_f32_fn axpy_f16_f32;
     deepc_dot_rows_f16_f32_fn dot_rows_f16_f32;
     deepc_axpy_rows_f16_f32_fn axpy_rows_f16_f32;
+    deepc_swiglu_fn swiglu;                      /* never NULL */
 } deepc_kernels;
 
 const deepc_kernels *deepc_kernels_scalar(void);

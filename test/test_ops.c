@@ -25,7 +25,9 @@
  *   in every backend).
  * - the row forms (dot_rows_f16_f32, axpy_rows_f16_f32): bit-identical to the
  *   same table's single-row kernels called row by row.
- * - dot_f16_f32: within the fp32 summation-order bound of test_kernels.c. */
+ * - dot_f16_f32: within the fp32 summation-order bound of test_kernels.c.
+ * - swiglu: within SWIGLU_ULPS units of 2^-24 of the scalar one (relative),
+ *   or SWIGLU_TINY absolutely; NaN exactly where scalar gives NaN. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -700,6 +702,60 @@ static void test_row_forms_equal_single_calls(void **state) {
         }
 }
 
+/* SwiGLU: the SIMD tables evaluate e^-g with a degree-6 polynomial after
+ * range reduction (truncation 1.2e-7 relative, ~2^-23) plus ~3 roundings in
+ * the Horner steps and the scaling, against libm's expf (< 1 ulp); 1 + e, the
+ * quotient and the product add half an ulp each. 8 units of 2^-24 bound that
+ * with room; measured worst: 4.5 (avx512vnni), 4.7 (avx512), 4.0 (avx2). Results below 2^-100 in
+ * magnitude (g beyond -69, where e^-g is near the top of the float range
+ * and AVX2 clamps its exponent) are held to SWIGLU_TINY absolutely. */
+#define SWIGLU_ULPS 8.0
+#define SWIGLU_TINY 0x1p-100
+
+static void test_swiglu_matches_scalar(void **state) {
+    isa_case *c = *state;
+    const deepc_kernels *k = table_or_skip(c);
+    const deepc_kernels *ref = deepc_kernels_scalar();
+    assert_non_null(k->swiglu);
+    enum { N = 4099 };
+    static float g[N + 2], u[N], want[N + 2];
+    static const float special[] = { 0.0f, -0.0f, 1e-30f, -1e-30f, 87.0f, -87.0f, 88.5f, -88.5f, 88.8f, -88.8f, 89.0f,
+                                     -89.0f, 103.0f, -103.0f, 105.0f, -105.0f, 1000.0f, -1000.0f, INFINITY, -INFINITY,
+                                     NAN, 3.4e38f, -3.4e38f, 1.0f, -1.0f };
+    const size_t ns = sizeof special / sizeof special[0];
+    static const size_t lens[] = { 1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 67, N };
+    double worst = 0.0;
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        size_t n = lens[li];
+        for (size_t i = 0; i < n; i++) {
+            g[i] = i % 11 == 5 ? special[(i / 11) % ns] : i % 3 ? 20.0f * rng_sym() : ldexpf(rng_sym(), rng_int(-10, 7));
+            u[i] = i % 17 == 3 ? 0.0f : ldexpf(rng_sym(), rng_int(-6, 6));
+        }
+        g[n] = g[n + 1] = 12345.0f; /* must stay untouched */
+        memcpy(want, g, (n + 2) * sizeof *g);
+        ref->swiglu(want, u, n);
+        k->swiglu(g, u, n);
+        for (size_t i = 0; i < n; i++) {
+            float a = g[i], b = want[i];
+            if (isnan(a) || isnan(b)) {
+                if (!(isnan(a) && isnan(b))) fail_msg("%s swiglu n=%zu element %zu: %.9g, scalar %.9g", c->name, n, i, a, b);
+                continue;
+            }
+            double err = fabs((double)a - (double)b);
+            if (fabs((double)b) >= SWIGLU_TINY) {
+                double ulps = err / (fabs((double)b) * 0x1p-24);
+                if (ulps > worst) worst = ulps;
+                if (ulps > SWIGLU_ULPS) fail_msg("%s swiglu n=%zu element %zu: %.9g, scalar %.9g (%.1f units)", c->name, n, i, a, b, ulps);
+            } else if (err > SWIGLU_TINY) {
+                fail_msg("%s swiglu n=%zu element %zu: %.9g, scalar %.9g", c->name, n, i, a, b);
+            }
+        }
+        if (g[n] != 12345.0f || g[n + 1] != 12345.0f) fail_msg("%s swiglu n=%zu wrote past the end", c->name, n);
+        c->checks++;
+    }
+    printf("  %s swiglu: worst %.2f units of 2^-24 relative\n", c->name, worst);
+}
+
 /* ---- runner ------------------------------------------------------------- */
 
 #define OT(i, isa, fn) { isa ": " #fn, fn, NULL, NULL, &isas[i] }
@@ -709,7 +765,8 @@ static void test_row_forms_equal_single_calls(void **state) {
     OT(i, isa, test_kquant_gemm_split_is_invariant), OT(i, isa, test_q4_k_gemm_tiles_equal_vec_dot), OT(i, isa, test_q4_1_gemm_equals_vec_dot),             \
     OT(i, isa, test_q4_1_gemm_split_is_invariant),                                                        \
     OT(i, isa, test_dot_f16_f32_matches_scalar), OT(i, isa, test_dot_f16_f32_propagates_non_finite),      \
-    OT(i, isa, test_axpy_f16_f32_is_bit_identical), OT(i, isa, test_row_forms_equal_single_calls)
+    OT(i, isa, test_axpy_f16_f32_is_bit_identical), OT(i, isa, test_row_forms_equal_single_calls),        \
+    OT(i, isa, test_swiglu_matches_scalar)
 
 int main(void) {
     _Static_assert(N_ISAS == 4, "add the new backend's PER_ISA line below");
