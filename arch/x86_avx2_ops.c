@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "x86_transpose.h"
 
 /* ---- Q8_0 gemm ---------------------------------------------------------- */
 
@@ -49,28 +50,11 @@ static inline float hsum_ps(__m256 v) {
 #endif
 
 static ALWAYS_INLINE void load8_transposed(const deepc_block_q8_0 *b, __m256i T[8]) {
-    /* written out (no arrays or loops) and always inlined, so every value
-     * stays in a register: through the stack it ran ~3x slower */
+    /* always inlined with the blocks as values (see x86_transpose.h) */
 #define Z(k) _mm256_loadu_si256((const __m256i *)b[k].qs)
     __m256i z0 = Z(0), z1 = Z(1), z2 = Z(2), z3 = Z(3), z4 = Z(4), z5 = Z(5), z6 = Z(6), z7 = Z(7);
 #undef Z
-    __m256i t0 = _mm256_unpacklo_epi32(z0, z1), t1 = _mm256_unpackhi_epi32(z0, z1);
-    __m256i t2 = _mm256_unpacklo_epi32(z2, z3), t3 = _mm256_unpackhi_epi32(z2, z3);
-    __m256i t4 = _mm256_unpacklo_epi32(z4, z5), t5 = _mm256_unpackhi_epi32(z4, z5);
-    __m256i t6 = _mm256_unpacklo_epi32(z6, z7), t7 = _mm256_unpackhi_epi32(z6, z7);
-    /* u_j (j < 4): blocks 0-3 dword j | blocks 0-3 dword j+4; v_j: blocks 4-7 */
-    __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
-    __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
-    __m256i v0 = _mm256_unpacklo_epi64(t4, t6), v1 = _mm256_unpackhi_epi64(t4, t6);
-    __m256i v2 = _mm256_unpacklo_epi64(t5, t7), v3 = _mm256_unpackhi_epi64(t5, t7);
-    T[0] = _mm256_permute2x128_si256(u0, v0, 0x20);
-    T[1] = _mm256_permute2x128_si256(u1, v1, 0x20);
-    T[2] = _mm256_permute2x128_si256(u2, v2, 0x20);
-    T[3] = _mm256_permute2x128_si256(u3, v3, 0x20);
-    T[4] = _mm256_permute2x128_si256(u0, v0, 0x31);
-    T[5] = _mm256_permute2x128_si256(u1, v1, 0x31);
-    T[6] = _mm256_permute2x128_si256(u2, v2, 0x31);
-    T[7] = _mm256_permute2x128_si256(u3, v3, 0x31);
+    deepc_transpose8x8_epi32(z0, z1, z2, z3, z4, z5, z6, z7, T);
 }
 
 /* The fp16 scales of 8 consecutive blocks as floats. */

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "x86_transpose.h"
 
 #if defined(__GNUC__)
 #define Q41_INLINE static inline __attribute__((always_inline))
@@ -148,21 +149,8 @@ Q41_INLINE __m256i q41_ld256(const deepc_block_q8_0 *b, size_t k, size_t c) {
 static void q41_pack_group(const deepc_block_q8_0 *b, size_t c, q41_xgroup *xg) {
     __m256i z0 = q41_ld256(b, 0, c), z1 = q41_ld256(b, 1, c), z2 = q41_ld256(b, 2, c), z3 = q41_ld256(b, 3, c);
     __m256i z4 = q41_ld256(b, 4, c), z5 = q41_ld256(b, 5, c), z6 = q41_ld256(b, 6, c), z7 = q41_ld256(b, 7, c);
-    __m256i t0 = _mm256_unpacklo_epi32(z0, z1), t1 = _mm256_unpackhi_epi32(z0, z1);
-    __m256i t2 = _mm256_unpacklo_epi32(z2, z3), t3 = _mm256_unpackhi_epi32(z2, z3);
-    __m256i t4 = _mm256_unpacklo_epi32(z4, z5), t5 = _mm256_unpackhi_epi32(z4, z5);
-    __m256i t6 = _mm256_unpacklo_epi32(z6, z7), t7 = _mm256_unpackhi_epi32(z6, z7);
-    /* u_j: blocks 0-3 dword j | dword j + 4; v_j: the same of blocks 4-7 */
-    __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
-    __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
-    __m256i v0 = _mm256_unpacklo_epi64(t4, t6), v1 = _mm256_unpackhi_epi64(t4, t6);
-    __m256i v2 = _mm256_unpacklo_epi64(t5, t7), v3 = _mm256_unpackhi_epi64(t5, t7);
-    __m256i T[8] = {
-        _mm256_permute2x128_si256(u0, v0, 0x20), _mm256_permute2x128_si256(u1, v1, 0x20),
-        _mm256_permute2x128_si256(u2, v2, 0x20), _mm256_permute2x128_si256(u3, v3, 0x20),
-        _mm256_permute2x128_si256(u0, v0, 0x31), _mm256_permute2x128_si256(u1, v1, 0x31),
-        _mm256_permute2x128_si256(u2, v2, 0x31), _mm256_permute2x128_si256(u3, v3, 0x31),
-    };
+    __m256i T[8];
+    deepc_transpose8x8_epi32(z0, z1, z2, z3, z4, z5, z6, z7, T);
     const __m256i ones8 = _mm256_set1_epi8(1);
     __m256i s16 = _mm256_setzero_si256();
     for (int j = 0; j < 8; j++) {

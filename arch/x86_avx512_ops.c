@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "x86_transpose.h"
 
 /* ---- Q8_0 gemm ---------------------------------------------------------- */
 
@@ -78,32 +79,13 @@ static inline float hsum256_ps(__m256 v) {
 #endif
 
 static ALWAYS_INLINE void load16_transposed(const deepc_block_q8_0 *b, bool full, __m512i T[8]) {
-    /* written out (no arrays or loops) and always inlined, so every value
-     * stays in a register: through the stack it ran ~3x slower */
+    /* always inlined with the blocks as values (see x86_transpose.h) */
 #define Z(k) (full ? _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[k].qs)), \
                                         _mm256_loadu_si256((const __m256i *)b[(k) + 8].qs), 1)            \
                    : _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)b[k].qs)))
     __m512i z0 = Z(0), z1 = Z(1), z2 = Z(2), z3 = Z(3), z4 = Z(4), z5 = Z(5), z6 = Z(6), z7 = Z(7);
 #undef Z
-    __m512i t0 = _mm512_unpacklo_epi32(z0, z1), t1 = _mm512_unpackhi_epi32(z0, z1);
-    __m512i t2 = _mm512_unpacklo_epi32(z2, z3), t3 = _mm512_unpackhi_epi32(z2, z3);
-    __m512i t4 = _mm512_unpacklo_epi32(z4, z5), t5 = _mm512_unpackhi_epi32(z4, z5);
-    __m512i t6 = _mm512_unpacklo_epi32(z6, z7), t7 = _mm512_unpackhi_epi32(z6, z7);
-    /* u_j (j < 4) lanes: blocks 0-3 dword j | 0-3 dword j+4 | 8-11 dword j | 8-11 dword j+4;
-     * v_j the same for blocks 4-7 and 12-15 */
-    __m512i u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2);
-    __m512i u2 = _mm512_unpacklo_epi64(t1, t3), u3 = _mm512_unpackhi_epi64(t1, t3);
-    __m512i v0 = _mm512_unpacklo_epi64(t4, t6), v1 = _mm512_unpackhi_epi64(t4, t6);
-    __m512i v2 = _mm512_unpacklo_epi64(t5, t7), v3 = _mm512_unpackhi_epi64(t5, t7);
-    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
-    T[0] = _mm512_permutex2var_epi64(u0, lo, v0);
-    T[1] = _mm512_permutex2var_epi64(u1, lo, v1);
-    T[2] = _mm512_permutex2var_epi64(u2, lo, v2);
-    T[3] = _mm512_permutex2var_epi64(u3, lo, v3);
-    T[4] = _mm512_permutex2var_epi64(u0, hi, v0);
-    T[5] = _mm512_permutex2var_epi64(u1, hi, v1);
-    T[6] = _mm512_permutex2var_epi64(u2, hi, v2);
-    T[7] = _mm512_permutex2var_epi64(u3, hi, v3);
+    deepc_transpose8x8_epi32_x2(z0, z1, z2, z3, z4, z5, z6, z7, T);
 }
 
 /* The fp16 scales of 16 (or 8) consecutive blocks as floats (zero above). */

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "x86_transpose.h"
 
 #if defined(__GNUC__)
 #define Q41_INLINE static inline __attribute__((always_inline))
@@ -212,21 +213,8 @@ static void q41_pack_group(const deepc_block_q8_0 *b, size_t c, q41_xgroup *xg) 
 #define Z(k) _mm512_inserti64x4(_mm512_castsi256_si512(q41_ld256(b, k, c)), q41_ld256(b, (k) + 8, c), 1)
     __m512i z0 = Z(0), z1 = Z(1), z2 = Z(2), z3 = Z(3), z4 = Z(4), z5 = Z(5), z6 = Z(6), z7 = Z(7);
 #undef Z
-    __m512i t0 = _mm512_unpacklo_epi32(z0, z1), t1 = _mm512_unpackhi_epi32(z0, z1);
-    __m512i t2 = _mm512_unpacklo_epi32(z2, z3), t3 = _mm512_unpackhi_epi32(z2, z3);
-    __m512i t4 = _mm512_unpacklo_epi32(z4, z5), t5 = _mm512_unpackhi_epi32(z4, z5);
-    __m512i t6 = _mm512_unpacklo_epi32(z6, z7), t7 = _mm512_unpackhi_epi32(z6, z7);
-    __m512i u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2);
-    __m512i u2 = _mm512_unpacklo_epi64(t1, t3), u3 = _mm512_unpackhi_epi64(t1, t3);
-    __m512i v0 = _mm512_unpacklo_epi64(t4, t6), v1 = _mm512_unpackhi_epi64(t4, t6);
-    __m512i v2 = _mm512_unpacklo_epi64(t5, t7), v3 = _mm512_unpackhi_epi64(t5, t7);
-    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
-    __m512i T[8] = {
-        _mm512_permutex2var_epi64(u0, lo, v0), _mm512_permutex2var_epi64(u1, lo, v1),
-        _mm512_permutex2var_epi64(u2, lo, v2), _mm512_permutex2var_epi64(u3, lo, v3),
-        _mm512_permutex2var_epi64(u0, hi, v0), _mm512_permutex2var_epi64(u1, hi, v1),
-        _mm512_permutex2var_epi64(u2, hi, v2), _mm512_permutex2var_epi64(u3, hi, v3),
-    };
+    __m512i T[8];
+    deepc_transpose8x8_epi32_x2(z0, z1, z2, z3, z4, z5, z6, z7, T);
     /* X per lane: byte sums in int16 (at most 8 * 2 * 128 in magnitude),
      * then one madd; nothing adds to a madd result (no VNNI pattern) */
     const __m512i ones8 = _mm512_set1_epi8(1);

@@ -47,6 +47,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "x86_transpose.h"
 
 #if defined(__GNUC__)
 #define Q4K_INLINE static inline __attribute__((always_inline))
@@ -190,29 +191,6 @@ typedef struct {
     __m512 fb, dx;
 } q4k_xgroup;
 
-/* 8x8 dword transpose within each 256-bit half: out[m] lane l (of each
- * half) = dword m of z[l]'s half. */
-#define Q4K_TRANSPOSE(z0, z1, z2, z3, z4, z5, z6, z7, OUT)                                                    \
-    do {                                                                                                        \
-        __m512i t0 = _mm512_unpacklo_epi32(z0, z1), t1 = _mm512_unpackhi_epi32(z0, z1);                         \
-        __m512i t2 = _mm512_unpacklo_epi32(z2, z3), t3 = _mm512_unpackhi_epi32(z2, z3);                         \
-        __m512i t4 = _mm512_unpacklo_epi32(z4, z5), t5 = _mm512_unpackhi_epi32(z4, z5);                         \
-        __m512i t6 = _mm512_unpacklo_epi32(z6, z7), t7 = _mm512_unpackhi_epi32(z6, z7);                         \
-        __m512i u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2);                         \
-        __m512i u2 = _mm512_unpacklo_epi64(t1, t3), u3 = _mm512_unpackhi_epi64(t1, t3);                         \
-        __m512i v0 = _mm512_unpacklo_epi64(t4, t6), v1 = _mm512_unpackhi_epi64(t4, t6);                         \
-        __m512i v2 = _mm512_unpacklo_epi64(t5, t7), v3 = _mm512_unpackhi_epi64(t5, t7);                         \
-        const __m512i lo_ = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);                                        \
-        const __m512i hi_ = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);                                      \
-        OUT[0] = _mm512_permutex2var_epi64(u0, lo_, v0);                                                        \
-        OUT[1] = _mm512_permutex2var_epi64(u1, lo_, v1);                                                        \
-        OUT[2] = _mm512_permutex2var_epi64(u2, lo_, v2);                                                        \
-        OUT[3] = _mm512_permutex2var_epi64(u3, lo_, v3);                                                        \
-        OUT[4] = _mm512_permutex2var_epi64(u0, hi_, v0);                                                        \
-        OUT[5] = _mm512_permutex2var_epi64(u1, hi_, v1);                                                        \
-        OUT[6] = _mm512_permutex2var_epi64(u2, hi_, v2);                                                        \
-        OUT[7] = _mm512_permutex2var_epi64(u3, hi_, v3);                                                        \
-    } while (0)
 
 /* Activation super-blocks b[0] (and b[1] when two) transposed: z[c] =
  * the 64 bytes of chunk c % 4 of super-block c / 4, sub-block 2 (c % 4) in
@@ -223,7 +201,7 @@ static void q4k_pack_group(const deepc_block_q8_k *b, bool two, q4k_xgroup *xg) 
     __m512i z2 = _mm512_loadu_si512(b[0].qs + 128), z3 = _mm512_loadu_si512(b[0].qs + 192);
     __m512i z4 = two ? _mm512_loadu_si512(b[1].qs) : z, z5 = two ? _mm512_loadu_si512(b[1].qs + 64) : z;
     __m512i z6 = two ? _mm512_loadu_si512(b[1].qs + 128) : z, z7 = two ? _mm512_loadu_si512(b[1].qs + 192) : z;
-    Q4K_TRANSPOSE(z0, z1, z2, z3, z4, z5, z6, z7, xg->q);
+    deepc_transpose8x8_epi32_x2(z0, z1, z2, z3, z4, z5, z6, z7, xg->q);
     q4k_load_act(b, two, &xg->fb, &xg->dx);
 }
 
@@ -235,7 +213,7 @@ Q4K_INLINE void q4k_load_w(const deepc_block_q4_k *a, bool two, __m512i W[8], __
     __m512i z2 = q4k_wchunk(a[0].qs + 64), z3 = q4k_wchunk(a[0].qs + 96);
     __m512i z4 = two ? q4k_wchunk(a[1].qs) : z, z5 = two ? q4k_wchunk(a[1].qs + 32) : z;
     __m512i z6 = two ? q4k_wchunk(a[1].qs + 64) : z, z7 = two ? q4k_wchunk(a[1].qs + 96) : z;
-    Q4K_TRANSPOSE(z0, z1, z2, z3, z4, z5, z6, z7, W);
+    deepc_transpose8x8_epi32_x2(z0, z1, z2, z3, z4, z5, z6, z7, W);
     q4k_load_scales(a, two, dsc, dmn);
 }
 
