@@ -180,7 +180,8 @@ static uint64_t rng_next(uint64_t *s) {
 /* One repetition: prompt evaluation of p tokens, then n greedy decode steps.
  * Writes tokens/s of each (0 when skipped). */
 static int bench_once(deepc_model *m, const deepc_session_params *sp, const int32_t *prompt, int p, int n,
-                      bool warmup, double *pp_ts, double *tg_ts, double *tg_read, char *isa, size_t isa_cap) {
+                      bool warmup, double *pp_ts, double *tg_ts, double *tg_read, char *isa, size_t isa_cap,
+                      int *n_batch) {
     deepc_session *s = NULL;
     int rc = CLI_OK;
     int need = (p ? p : 1) + n;
@@ -191,6 +192,7 @@ static int bench_once(deepc_model *m, const deepc_session_params *sp, const int3
         goto done;
     }
     snprintf(isa, isa_cap, "%s", deepc_session_isa(s));
+    *n_batch = deepc_session_n_batch(s);
     if (warmup) {
         /* touches the weights once so the first timing does not pay for page
          * faults: one token reaches every dense weight, but a MoE layer only
@@ -312,6 +314,7 @@ int cmd_bench(int argc, char **argv) {
     int rc = CLI_OK;
     deepc_model_info mi = { .struct_size = sizeof mi };
     char isa_name[32] = "", mix[512] = "", size_h[32] = "", quant[32] = "?";
+    int n_batch = 0;             /* the batch the sessions used */
     uint64_t file_size = 0, rss = 0;
     double load_s = 0;
 
@@ -343,7 +346,8 @@ int cmd_bench(int argc, char **argv) {
             fprintf(stderr, "deepc bench: %s, pp%lld + tg%lld, %lld repetition(s), %d thread(s)\n", model, p, n, reps, nt);
         for (int r = 0; r < reps; r++) {
             double pp = 0, tg = 0;
-            if ((rc = bench_once(m, &sp, prompt, (int)p, (int)n, warmup && r == 0, &pp, &tg, &tg_read, isa_name, sizeof isa_name))) goto done;
+            if ((rc = bench_once(m, &sp, prompt, (int)p, (int)n, warmup && r == 0, &pp, &tg, &tg_read, isa_name, sizeof isa_name,
+                                 &n_batch))) goto done;
             tests[0].ts[r] = pp;
             tests[1].ts[r] = tg;
             fprintf(stderr, "  repetition %d/%lld:", r + 1, reps);
@@ -398,8 +402,8 @@ int cmd_bench(int argc, char **argv) {
                    (unsigned long long)file_size, (unsigned long long)mi.n_params, (unsigned long long)mi.active_weight_bytes);
             printf(", \"isa\": ");
             json_str(stdout, isa_name);
-            printf(", \"n_threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, \"n_batch\": %lld",
-                   nt, t->n_prompt, t->n_gen, tg ? (int)(p ? p : 1) : 0, batch ? batch : (mi.n_expert ? 128 : 64));
+            printf(", \"n_threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, \"n_batch\": %d",
+                   nt, t->n_prompt, t->n_gen, tg ? (int)(p ? p : 1) : 0, n_batch);
             printf(", \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"samples_ts\": [", t->avg, t->sd);
             for (int r = 0; r < reps; r++) printf("%s%.6f", r ? ", " : "", t->ts[r]);
             printf("]");
@@ -425,7 +429,7 @@ int cmd_bench(int argc, char **argv) {
             deepc_fmt_bytes(act_h, sizeof act_h, (double)mi.active_weight_bytes);
             printf("model:   %s (%s, %s params, file %s)\n", model, mi.arch, params, size_h);
             printf("types:   %s\n", mix);
-            printf("run:     %d thread(s), isa %s, batch %lld, %lld repetition(s)", nt, isa_name, batch ? batch : (mi.n_expert ? 128 : 64), reps);
+            printf("run:     %d thread(s), isa %s, batch %d, %lld repetition(s)", nt, isa_name, n_batch, reps);
             if (p && n) printf("; tg%lld runs after the pp%lld prompt", n, p);
             printf("\n");
             printf("weights read per generated token: %s\n", act_h);

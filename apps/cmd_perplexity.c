@@ -250,7 +250,7 @@ int cmd_perplexity(int argc, char **argv) {
     sp.n_batch = (int)batch;
     sp.isa = isa;
     if (deepc_session_create(m, &sp, &s)) { rc = cli_fail("perplexity", "%s", deepc_open_error()); goto done; }
-    int B = batch ? (int)batch : (mi.n_expert ? 128 : 64); /* the library's default */
+    int B = deepc_session_n_batch(s);
     if (B > per) B = per;
     if (!(logits = malloc((size_t)B * V * sizeof *logits))) { rc = cli_fail("perplexity", "out of memory for %d x %d logits", B, V); goto done; }
     if (base) {

@@ -165,6 +165,8 @@ void deepc_session_destroy(deepc_session *s);
 const char *deepc_last_error(const deepc_session *s);
 int deepc_session_pos(const deepc_session *s);       /* tokens in the KV cache */
 int deepc_session_n_ctx(const deepc_session *s);
+/* Tokens per forward batch (n_batch as given, or the default it resolved to). */
+int deepc_session_n_batch(const deepc_session *s);
 /* Name of the kernel backend the session runs ("scalar", "avx2", ...). */
 const char *deepc_session_isa(const deepc_session *s);
 /* Forgets the cache from position pos on (0 = everything). */

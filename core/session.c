@@ -218,6 +218,7 @@ void deepc_session_destroy(deepc_session *s) {
 const char *deepc_last_error(const deepc_session *s) { return s ? s->err.msg : deepc_open_error(); }
 int deepc_session_pos(const deepc_session *s) { return s->pos; }
 int deepc_session_n_ctx(const deepc_session *s) { return s->n_ctx; }
+int deepc_session_n_batch(const deepc_session *s) { return s->n_batch; }
 
 deepc_status deepc_session_rewind(deepc_session *s, int pos) {
     if (!s || pos < 0 || pos > s->pos) return DEEPC_ERR_INVALID_ARG;

@@ -124,6 +124,8 @@ static void test_bench_jsonl_has_one_object_per_test_with_llama_bench_fields(voi
     assert_non_null(strstr(pp, "\"gb_per_s\": null"));
     assert_non_null(strstr(tg, "\"n_prompt\": 0, \"n_gen\": 4"));
     assert_null(strstr(tg, "\"gb_per_s\": null"));
+    /* the batch the session used: the default 64, cut to the 12-token context */
+    assert_non_null(strstr(pp, "\"n_batch\": 12"));
 }
 
 static void test_bench_table_names_tests_and_isa(void **state) {
