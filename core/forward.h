@@ -39,12 +39,12 @@ void deepc_rmsnorm(float *out, const float *x, const float *w, int n, float eps)
 void deepc_attn_mla(deepc_session *s, int l, int pos0, int n);
 /* DeepSeekMoE FFN for the n tokens in s->xb (normed); adds into s->x. */
 void deepc_ffn_moe(deepc_session *s, const deepc_layer *L, int n);
-/* s->xb = down(silu(gate(xb)) * up(xb)) for n rows (dense MLP, shared
- * experts); uses s->hb, s->hb2 and s->att as scratch. */
 /* Two products of one input x (B rows), as one pool job when their
  * activation types agree: y1 = W1 x, y2 = W2 x. */
 void deepc_matmul_pair(deepc_session *s, const float *x, int B, const deepc_wt *w1, float *y1, int y1_stride,
                        const deepc_wt *w2, float *y2, int y2_stride);
+/* s->xb = down(silu(gate(xb)) * up(xb)) for n rows (dense MLP, shared
+ * experts); uses s->hb, s->hb2 and s->att as scratch. */
 void deepc_swiglu_mlp(deepc_session *s, const deepc_wt *gate, const deepc_wt *up, const deepc_wt *down, int n);
 
 #endif

@@ -83,8 +83,8 @@ static void expert_rows(const deepc_kernels *k, const deepc_wt *w, int r0, int r
     }
 }
 
-/* gate and up of every active expert in the chunk, then (fuse) SwiGLU and
- * the conversion of this thread's columns of each pair */
+/* gate and up of each claimed unit (an active expert's slice of rows), then
+ * (fuse) SwiGLU and the conversion of those columns of each of its pairs */
 static void gate_up_run(void *arg, int ith, int nth) {
     moe_task *t = arg;
     deepc_session *s = t->s;

@@ -76,8 +76,7 @@ struct deepc_pool {
 /* A worker's share of the current job. */
 enum { SLOT_OPEN, SLOT_RUNNING, SLOT_TAKEN, SLOT_DONE };
 struct pool_slot {
-    _Alignas(64) atomic_int state;
-    char pad[64 - sizeof(atomic_int)];
+    _Alignas(64) atomic_int state;  /* the alignment makes each slot a cache line */
 };
 
 struct worker_arg {
@@ -196,6 +195,7 @@ deepc_pool *deepc_pool_create(int n_threads) {
     p->sync_ok = true;
     p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
     p->wargs = calloc((size_t)n_threads - 1, sizeof *p->wargs);
+    _Static_assert(sizeof(struct pool_slot) == 64, "one slot per cache line");
     p->slots = aligned_alloc(sizeof(struct pool_slot), ((size_t)n_threads - 1) * sizeof(struct pool_slot));
     if (!p->threads || !p->wargs || !p->slots) goto fail;
     for (int i = 0; i < n_threads - 1; i++) atomic_init(&p->slots[i].state, SLOT_DONE);
