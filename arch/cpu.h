@@ -70,6 +70,14 @@ float deepc_neon_vec_dot_q6_k(size_t n, const void *w, const void *x);
 float deepc_neon_vec_dot_q6_k_dotprod(size_t n, const void *w, const void *x);
 #endif
 
+/* For the small helpers of the SIMD kernels: inlined whatever the
+ * optimizer's heuristics, so their vector values stay in registers. */
+#if defined(__GNUC__)
+#define DEEPC_INLINE static inline __attribute__((always_inline))
+#else
+#define DEEPC_INLINE static inline
+#endif
+
 /* Scalar activation converters of arch/scalar.c, exported so SIMD tables can
  * reuse them for the types they do not speed up. Each equals
  * deepc_quantize_row(type, x, y, n). */

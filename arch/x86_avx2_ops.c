@@ -43,13 +43,7 @@ static inline float hsum_ps(__m256 v) {
 }
 
 /* 8 consecutive blocks transposed: T[j] lane k = dword j of block k. */
-#if defined(__GNUC__)
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define ALWAYS_INLINE inline
-#endif
-
-static ALWAYS_INLINE void load8_transposed(const deepc_block_q8_0 *b, __m256i T[8]) {
+DEEPC_INLINE void load8_transposed(const deepc_block_q8_0 *b, __m256i T[8]) {
     /* always inlined with the blocks as values (see x86_transpose.h) */
 #define Z(k) _mm256_loadu_si256((const __m256i *)b[k].qs)
     __m256i z0 = Z(0), z1 = Z(1), z2 = Z(2), z3 = Z(3), z4 = Z(4), z5 = Z(5), z6 = Z(6), z7 = Z(7);
@@ -58,7 +52,7 @@ static ALWAYS_INLINE void load8_transposed(const deepc_block_q8_0 *b, __m256i T[
 }
 
 /* The fp16 scales of 8 consecutive blocks as floats. */
-static ALWAYS_INLINE __m256 load8_scales(const deepc_block_q8_0 *b) {
+DEEPC_INLINE __m256 load8_scales(const deepc_block_q8_0 *b) {
     return _mm256_cvtph_ps(_mm_setr_epi16((short)b[0].d, (short)b[1].d, (short)b[2].d, (short)b[3].d,
                                           (short)b[4].d, (short)b[5].d, (short)b[6].d, (short)b[7].d));
 }
@@ -159,12 +153,6 @@ void deepc_avx2_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, size_t w
 #define KQ_R 4   /* rows per block */
 #define KQ_MIN_TOK 3 /* fewer tokens: vec_dot per output (measured on Zen 4: 0.94x vec_dot at 2 tokens, 1.07x at 3) */
 
-#if defined(__GNUC__)
-#define KQ_INLINE static inline __attribute__((always_inline))
-#else
-#define KQ_INLINE static inline
-#endif
-
 #if defined(__clang__)
 #define KQ_UNROLL _Pragma("clang loop unroll(full)")
 #elif defined(__GNUC__)
@@ -188,7 +176,7 @@ static inline __m256i kq_ctrl(int lo, int hi) {
 }
 
 /* One super-block of row w (type t) unpacked as the type's vec_dot does. */
-KQ_INLINE void kq_unpack(deepc_type t, const void *w, kq_wsb *o) {
+DEEPC_INLINE void kq_unpack(deepc_type t, const void *w, kq_wsb *o) {
     if (t == DEEPC_TYPE_Q4_K) {
         const deepc_block_q4_k *a = w;
         const __m256i m4 = _mm256_set1_epi8(0x0f);
@@ -269,7 +257,7 @@ KQ_INLINE void kq_unpack(deepc_type t, const void *w, kq_wsb *o) {
 
 /* R rows (W) against tokens x[0..tn) of super-block ib, folded into the
  * accumulators acc[j * KQ_R + r]. */
-KQ_INLINE void kq_tokens(deepc_type t, int R, const kq_wsb *W, const unsigned char *x, size_t x_stride, size_t ib,
+DEEPC_INLINE void kq_tokens(deepc_type t, int R, const kq_wsb *W, const unsigned char *x, size_t x_stride, size_t ib,
                          int tn, __m256 *acc, __m256 *accm) {
     const bool has_min = t != DEEPC_TYPE_Q3_K;
     for (int j = 0; j < tn; j++) {
@@ -305,7 +293,7 @@ KQ_INLINE void kq_tokens(deepc_type t, int R, const kq_wsb *W, const unsigned ch
     }
 }
 
-KQ_INLINE void kq_rows(deepc_type t, int R, size_t nb, const unsigned char *w, size_t w_stride, size_t wblk,
+DEEPC_INLINE void kq_rows(deepc_type t, int R, size_t nb, const unsigned char *w, size_t w_stride, size_t wblk,
                        const unsigned char *x, size_t x_stride, int tn, float *y, size_t y_stride, __m256 *acc,
                        __m256 *accm) {
     for (int r = 0; r < R; r++)
@@ -324,7 +312,7 @@ KQ_INLINE void kq_rows(deepc_type t, int R, size_t nb, const unsigned char *w, s
 
 /* Token tiles of equal size, each over every row (the tile's activations
  * stay in L2 while the weights stream past once). */
-KQ_INLINE void kq_gemm(deepc_type t, int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
+DEEPC_INLINE void kq_gemm(deepc_type t, int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
                        size_t x_stride, float *y, size_t y_stride) {
     size_t nb = n / DEEPC_QK_K, wblk = deepc_type_info((int)t)->block_bytes;
     const unsigned char *wb = w, *xb = x;

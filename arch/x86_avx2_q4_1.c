@@ -21,18 +21,12 @@
 #include "cpu.h"
 #include "x86_transpose.h"
 
-#if defined(__GNUC__)
-#define Q41_INLINE static inline __attribute__((always_inline))
-#else
-#define Q41_INLINE static inline
-#endif
-
 #define Q41_G 8 /* blocks per group: one float lane each */
 
 /* ---- the float part shared by vec_dot and gemm -------------------------- */
 
 /* 8 dwords' low halves as 8 fp16 -> floats */
-Q41_INLINE __m256 q41_half_lo(__m256i v) {
+DEEPC_INLINE __m256 q41_half_lo(__m256i v) {
     v = _mm256_and_si256(v, _mm256_set1_epi32(0xffff));
     return _mm256_cvtph_ps(_mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
 }
@@ -40,28 +34,28 @@ Q41_INLINE __m256 q41_half_lo(__m256i v) {
 /* Weight d and m (each 20-byte block's first dword) and activation d (each
  * 34-byte block's first word) of the group's c blocks, zero above: element
  * loads (vpgatherdd measured slower on Zen 4), nothing past block c read. */
-Q41_INLINE __m256i q41_mask(size_t c) {
+DEEPC_INLINE __m256i q41_mask(size_t c) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-Q41_INLINE void q41_load_dm(const deepc_block_q4_1 *a, size_t c, __m256 *dw, __m256 *mw) {
+DEEPC_INLINE void q41_load_dm(const deepc_block_q4_1 *a, size_t c, __m256 *dw, __m256 *mw) {
     const __m256i idx = _mm256_setr_epi32(0, 20, 40, 60, 80, 100, 120, 140);
     __m256i dm = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)(const void *)a, idx, q41_mask(c), 1);
     *dw = q41_half_lo(dm);
     *mw = q41_half_lo(_mm256_srli_epi32(dm, 16));
 }
 
-Q41_INLINE __m256 q41_load_dx(const deepc_block_q8_0 *b, size_t c) {
+DEEPC_INLINE __m256 q41_load_dx(const deepc_block_q8_0 *b, size_t c) {
     const __m256i idx = _mm256_setr_epi32(0, 34, 68, 102, 136, 170, 204, 238);
     return q41_half_lo(_mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)(const void *)b, idx, q41_mask(c), 1));
 }
 
-Q41_INLINE __m256 q41_group_fma(__m256i isum, __m256 fx, __m256 dw, __m256 mw, __m256 dx, __m256 acc) {
+DEEPC_INLINE __m256 q41_group_fma(__m256i isum, __m256 fx, __m256 dw, __m256 mw, __m256 dx, __m256 acc) {
     __m256 t = _mm256_fmsub_ps(dw, _mm256_cvtepi32_ps(isum), _mm256_mul_ps(mw, fx));
     return _mm256_fmadd_ps(dx, t, acc);
 }
 
-Q41_INLINE float q41_finish(__m256 v) {
+DEEPC_INLINE float q41_finish(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -72,14 +66,14 @@ Q41_INLINE float q41_finish(__m256 v) {
 
 /* The 16 code bytes broadcast to both halves and the upper half's dwords
  * shifted right by 4, masked to nibbles: elements 0-15, then 16-31. */
-Q41_INLINE __m256i q41_codes(const deepc_block_q4_1 *a) {
+DEEPC_INLINE __m256i q41_codes(const deepc_block_q4_1 *a) {
     __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)a->qs));
     return _mm256_and_si256(_mm256_srlv_epi32(raw, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(15));
 }
 
 /* One block's 8 lane sums of I + X * 2^17 (maddubs pairs at most 2 * 15 *
  * 128: no saturation; any sum of the lanes stays below 2^31). */
-Q41_INLINE __m256i q41_block(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b) {
+DEEPC_INLINE __m256i q41_block(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b) {
     const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
     __m256i x = _mm256_loadu_si256((const __m256i *)b->qs);
     __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(q41_codes(a), x), ones16);
@@ -87,12 +81,12 @@ Q41_INLINE __m256i q41_block(const deepc_block_q4_1 *a, const deepc_block_q8_0 *
     return _mm256_add_epi32(d, _mm256_slli_epi32(s, 17));
 }
 
-Q41_INLINE __m256i q41_block_or_zero(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b, size_t k, size_t c) {
+DEEPC_INLINE __m256i q41_block_or_zero(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b, size_t k, size_t c) {
     return k < c ? q41_block(a + k, b + k) : _mm256_setzero_si256();
 }
 
 /* The group's 8 totals I + X * 2^17, in order (blocks c and above: 0). */
-Q41_INLINE __m256i q41_group_totals(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b, size_t c) {
+DEEPC_INLINE __m256i q41_group_totals(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b, size_t c) {
 #define B(k) q41_block_or_zero(a, b, k, c)
     __m256i h01 = _mm256_hadd_epi32(B(0), B(1)), h23 = _mm256_hadd_epi32(B(2), B(3));
     __m256i h45 = _mm256_hadd_epi32(B(4), B(5)), h67 = _mm256_hadd_epi32(B(6), B(7));
@@ -103,7 +97,7 @@ Q41_INLINE __m256i q41_group_totals(const deepc_block_q4_1 *a, const deepc_block
 }
 
 /* One group of c blocks (8 but for the last) into acc. */
-Q41_INLINE __m256 q41_group(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b, size_t c, __m256 acc) {
+DEEPC_INLINE __m256 q41_group(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b, size_t c, __m256 acc) {
     __m256i t = q41_group_totals(a, b, c);
     /* t = I + X * 2^17 with |I| < 2^16: X = floor((t + 2^16) / 2^17) */
     __m256i xs = _mm256_srai_epi32(_mm256_add_epi32(t, _mm256_set1_epi32(1 << 16)), 17);
@@ -140,7 +134,7 @@ typedef struct {
     __m256 fx, dx;
 } q41_xgroup;
 
-Q41_INLINE __m256i q41_ld256(const deepc_block_q8_0 *b, size_t k, size_t c) {
+DEEPC_INLINE __m256i q41_ld256(const deepc_block_q8_0 *b, size_t k, size_t c) {
     return k < c ? _mm256_loadu_si256((const __m256i *)b[k].qs) : _mm256_setzero_si256();
 }
 
@@ -161,14 +155,14 @@ static void q41_pack_group(const deepc_block_q8_0 *b, size_t c, q41_xgroup *xg) 
     xg->dx = q41_load_dx(b, c);
 }
 
-Q41_INLINE __m128i q41_ld128(const deepc_block_q4_1 *a, size_t k, size_t c) {
+DEEPC_INLINE __m128i q41_ld128(const deepc_block_q4_1 *a, size_t k, size_t c) {
     return k < c ? _mm_loadu_si128((const __m128i *)a[k].qs) : _mm_setzero_si128();
 }
 
 /* Weight blocks 0 .. c-1 of a transposed (zero above): W[j] lane k = the
  * codes of elements 4j .. 4j+3 of block k (j < 4: low nibbles of qs dword
  * j; j >= 4: high nibbles of qs dword j - 4), and the scales. */
-Q41_INLINE void q41_load_w(const deepc_block_q4_1 *a, size_t c, __m256i W[8], __m256 *dw, __m256 *mw) {
+DEEPC_INLINE void q41_load_w(const deepc_block_q4_1 *a, size_t c, __m256i W[8], __m256 *dw, __m256 *mw) {
     /* Z_i, 128-bit half L: qs of block 4L + i */
 #define Z(i) _mm256_inserti128_si256(_mm256_castsi128_si256(q41_ld128(a, i, c)), q41_ld128(a, (i) + 4, c), 1)
     __m256i z0 = Z(0), z1 = Z(1), z2 = Z(2), z3 = Z(3);
@@ -188,7 +182,7 @@ Q41_INLINE void q41_load_w(const deepc_block_q4_1 *a, size_t c, __m256i W[8], __
 /* The 8 exact dots of weight group W with token group q: maddubs pairs (at
  * most 2 * 15 * 128) summed in int16 (at most 16 * 15 * 128 < 2^15), one
  * madd. */
-Q41_INLINE __m256i q41_idot(const __m256i W[8], const __m256i *q) {
+DEEPC_INLINE __m256i q41_idot(const __m256i W[8], const __m256i *q) {
     __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(W[0], q[0]), _mm256_maddubs_epi16(W[1], q[1]));
     __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(W[2], q[2]), _mm256_maddubs_epi16(W[3], q[3]));
     s0 = _mm256_add_epi16(s0, _mm256_add_epi16(_mm256_maddubs_epi16(W[4], q[4]), _mm256_maddubs_epi16(W[5], q[5])));

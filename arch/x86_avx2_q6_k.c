@@ -24,12 +24,6 @@
 
 #include "cpu.h"
 
-#if defined(__GNUC__)
-#define Q6_INLINE static inline __attribute__((always_inline))
-#else
-#define Q6_INLINE static inline
-#endif
-
 #if defined(__clang__)
 #define Q6_UNROLL _Pragma("clang loop unroll(full)")
 #elif defined(__GNUC__)
@@ -55,7 +49,7 @@ typedef struct {
     __m256i nsc;
 } q6_wsb;
 
-Q6_INLINE void q6_unpack(const deepc_block_q6_k *a, q6_wsb *o) {
+DEEPC_INLINE void q6_unpack(const deepc_block_q6_k *a, q6_wsb *o) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
     Q6_UNROLL
     for (int h = 0; h < 2; h++) {
@@ -83,7 +77,7 @@ Q6_INLINE void q6_unpack(const deepc_block_q6_k *a, q6_wsb *o) {
 
 /* The super-block's 8 int32 lanes against activation block xb (their sum
  * is isum). */
-Q6_INLINE __m256i q6_lanes(const q6_wsb *o, const deepc_block_q8_k *xb) {
+DEEPC_INLINE __m256i q6_lanes(const q6_wsb *o, const deepc_block_q8_k *xb) {
     __m256i sumi = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xb->bsums), o->nsc);
     Q6_UNROLL
     for (int m = 0; m < 8; m++) {
@@ -94,13 +88,13 @@ Q6_INLINE __m256i q6_lanes(const q6_wsb *o, const deepc_block_q8_k *xb) {
 }
 
 /* The totals of four lane vectors, in order (exact). */
-Q6_INLINE __m128i q6_reduce4(__m256i a, __m256i b, __m256i c, __m256i d) {
+DEEPC_INLINE __m128i q6_reduce4(__m256i a, __m256i b, __m256i c, __m256i d) {
     __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
     return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
 }
 
 /* sum += p[0], ..., p[c-1], in order, one rounding each (the scalar loop). */
-Q6_INLINE float q6_add_in_order(float sum, __m128 p, int c) {
+DEEPC_INLINE float q6_add_in_order(float sum, __m128 p, int c) {
     sum += _mm_cvtss_f32(p);
     if (c > 1) sum += _mm_cvtss_f32(_mm_movehdup_ps(p));
     if (c > 2) sum += _mm_cvtss_f32(_mm_movehl_ps(p, p));
@@ -153,7 +147,7 @@ float deepc_avx2_vec_dot_q6_k(size_t n, const void *w, const void *x) {
  * stream past once per tile. */
 #define Q6_RN 64 /* tokens per tile */
 
-Q6_INLINE void q6_row(size_t nb, const deepc_block_q6_k *w, const unsigned char *x, size_t x_stride, int tn, float *y,
+DEEPC_INLINE void q6_row(size_t nb, const deepc_block_q6_k *w, const unsigned char *x, size_t x_stride, int tn, float *y,
                       size_t y_stride) {
     __m128 acc[Q6_RN / 4];
     int ng = (tn + 3) / 4;

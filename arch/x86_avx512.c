@@ -237,12 +237,6 @@ static void quantize_q8_0(const float *x, void *dst, size_t n) {
  * (objdump: 3-7 vpdp* per plain k-quant kernel without the guard; gcc 12
  * does not). The plain path therefore passes the vpmaddwd result through an
  * empty asm statement, which the optimizer cannot see through. */
-#if defined(__GNUC__)
-#define KQ_INLINE static inline __attribute__((always_inline))
-#else
-#define KQ_INLINE static inline
-#endif
-
 #if defined(__clang__)
 #define KQ_UNROLL _Pragma("clang loop unroll(full)")
 #elif defined(__GNUC__)
@@ -251,24 +245,24 @@ static void quantize_q8_0(const float *x, void *dst, size_t n) {
 #define KQ_UNROLL
 #endif
 
-KQ_INLINE __m512i opaque512(__m512i v) {
+DEEPC_INLINE __m512i opaque512(__m512i v) {
     __asm__("" : "+v"(v));
     return v;
 }
 
-KQ_INLINE __m256i opaque256(__m256i v) {
+DEEPC_INLINE __m256i opaque256(__m256i v) {
     __asm__("" : "+v"(v));
     return v;
 }
 
 /* sumi + the pairs of p weighted by s: the two integer paths. */
-KQ_INLINE __m512i acc_scaled(__m512i sumi, __m512i p, __m512i s, bool vnni) {
+DEEPC_INLINE __m512i acc_scaled(__m512i sumi, __m512i p, __m512i s, bool vnni) {
     if (vnni) return _mm512_dpwssd_epi32(sumi, p, s);
     return _mm512_add_epi32(sumi, opaque512(_mm512_madd_epi16(p, s)));
 }
 
 /* Sixteen signed q3_k scales (deepc_q3_k_unpack_scales) as bytes. */
-KQ_INLINE __m128i q3_k_scales(const uint8_t *s) {
+DEEPC_INLINE __m128i q3_k_scales(const uint8_t *s) {
     uint32_t u0, u1, u2;
     memcpy(&u0, s, 4);
     memcpy(&u1, s + 4, 4);
@@ -293,15 +287,15 @@ static inline __m512i idx4(int e0, int e1, int e2, int e3) {
  * elements 128h + 32s .. + 63, s = 0 or 2: sub-blocks 2k .. 2k+3 for
  * k = 4h + s, one per 128-bit lane. q3_k's high bits come the same way from
  * hmask, shifted by k and k + 1. */
-KQ_INLINE __m512i shifts2(int lo, int hi) {
+DEEPC_INLINE __m512i shifts2(int lo, int hi) {
     return _mm512_inserti64x4(_mm512_set1_epi16((short)lo), _mm256_set1_epi16((short)hi), 1);
 }
 
-KQ_INLINE __m512i bits2(int k) {
+DEEPC_INLINE __m512i bits2(int k) {
     return _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << k)), _mm256_set1_epi8((char)(1 << (k + 1))), 1);
 }
 
-KQ_INLINE float q3_k_body(size_t n, const void *w, const void *x, bool vnni) {
+DEEPC_INLINE float q3_k_body(size_t n, const void *w, const void *x, bool vnni) {
     const deepc_block_q3_k *a = w;
     const deepc_block_q8_k *b = x;
     const __m512i m3 = _mm512_set1_epi8(3);
@@ -337,7 +331,7 @@ KQ_INLINE float q3_k_body(size_t n, const void *w, const void *x, bool vnni) {
     return _mm512_reduce_add_ps(acc);
 }
 
-KQ_INLINE float q2_k_body(size_t n, const void *w, const void *x, bool vnni) {
+DEEPC_INLINE float q2_k_body(size_t n, const void *w, const void *x, bool vnni) {
     const deepc_block_q2_k *a = w;
     const deepc_block_q8_k *b = x;
     const __m512i m3 = _mm512_set1_epi8(3);
@@ -373,7 +367,7 @@ KQ_INLINE float q2_k_body(size_t n, const void *w, const void *x, bool vnni) {
 
 /* Q8_K x Q8_K: the Q8_0 sign trick in 256-bit registers, 32 bytes at a
  * time (x is never -128). */
-KQ_INLINE float q8_k_body(size_t n, const void *w, const void *x, bool vnni) {
+DEEPC_INLINE float q8_k_body(size_t n, const void *w, const void *x, bool vnni) {
     const deepc_block_q8_k *a = w, *b = x;
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc = _mm256_setzero_ps();

@@ -71,14 +71,12 @@ static inline float hsum256_ps(__m256 v) {
  * and block k + 8 in the high ones; an 8x8 dword transpose within each half
  * (unpacks per 128-bit lane, then one two-source qword permute) finishes. */
 #if defined(__GNUC__)
-#define ALWAYS_INLINE inline __attribute__((always_inline))
 #define NOINLINE __attribute__((noinline))
 #else
-#define ALWAYS_INLINE inline
 #define NOINLINE
 #endif
 
-static ALWAYS_INLINE void load16_transposed(const deepc_block_q8_0 *b, bool full, __m512i T[8]) {
+DEEPC_INLINE void load16_transposed(const deepc_block_q8_0 *b, bool full, __m512i T[8]) {
     /* always inlined with the blocks as values (see x86_transpose.h) */
 #define Z(k) (full ? _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[k].qs)), \
                                         _mm256_loadu_si256((const __m256i *)b[(k) + 8].qs), 1)            \
@@ -89,7 +87,7 @@ static ALWAYS_INLINE void load16_transposed(const deepc_block_q8_0 *b, bool full
 }
 
 /* The fp16 scales of 16 (or 8) consecutive blocks as floats (zero above). */
-static ALWAYS_INLINE __m512 load16_scales(const deepc_block_q8_0 *b, bool full) {
+DEEPC_INLINE __m512 load16_scales(const deepc_block_q8_0 *b, bool full) {
     __m128i lo = _mm_setr_epi16((short)b[0].d, (short)b[1].d, (short)b[2].d, (short)b[3].d,
                                 (short)b[4].d, (short)b[5].d, (short)b[6].d, (short)b[7].d);
     __m128i hi = full ? _mm_setr_epi16((short)b[8].d, (short)b[9].d, (short)b[10].d, (short)b[11].d,
@@ -116,7 +114,7 @@ static void pack_tile(const deepc_block_q8_0 *x, size_t b0, bool full, xtile *xt
 
 /* Loads the pair of groups starting at block 16m of a row, transposed and
  * with the sign bit flipped (w + 128 as unsigned), and its scales. */
-static ALWAYS_INLINE __m512 load_weights(const deepc_block_q8_0 *b, bool full, __m512i W[8]) {
+DEEPC_INLINE __m512 load_weights(const deepc_block_q8_0 *b, bool full, __m512i W[8]) {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     load16_transposed(b, full, W);
     W[0] = _mm512_xor_si512(W[0], flip), W[1] = _mm512_xor_si512(W[1], flip);
@@ -128,7 +126,7 @@ static ALWAYS_INLINE __m512 load_weights(const deepc_block_q8_0 *b, bool full, _
 
 /* One block pair's exact totals (lane k: block k) converted, times the scale
  * products, fused into the 8-lane accumulator a: first group, then second. */
-static ALWAYS_INLINE __m256 accumulate(__m512i i0, __m512i i1, __m512 dw, __m512 dx, bool full, __m256 a) {
+DEEPC_INLINE __m256 accumulate(__m512i i0, __m512i i1, __m512 dw, __m512 dx, bool full, __m256 a) {
     __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1));
     __m512 sc = _mm512_mul_ps(dw, dx);
     a = _mm256_fmadd_ps(_mm512_castps512_ps256(f), _mm512_castps512_ps256(sc), a);
@@ -139,7 +137,7 @@ static ALWAYS_INLINE __m256 accumulate(__m512i i0, __m512i i1, __m512 dw, __m512
 /* A value the compiler must keep in a register: each activation register
  * feeds two rows, and folded into both products as memory operands it cost
  * a second load (measured ~3% slower). */
-static ALWAYS_INLINE __m512i in_reg(__m512i v) {
+DEEPC_INLINE __m512i in_reg(__m512i v) {
     __asm__("" : "+v"(v));
     return v;
 }
@@ -167,7 +165,7 @@ static void row_chunk(const deepc_block_q8_0 *w, bool full, const xtile *xt, int
 /* Touches the lines of the chunk a later call will read (at most ten: 544
  * bytes from any offset). Without it the transposition waited on L2 at the
  * start of every row pair: prefetching the next pair measured ~20% faster. */
-static ALWAYS_INLINE void prefetch_chunk(const deepc_block_q8_0 *b) {
+DEEPC_INLINE void prefetch_chunk(const deepc_block_q8_0 *b) {
     const char *p = (const char *)b;
     for (int l = 0; l < 9; l++) _mm_prefetch(p + 64 * l, _MM_HINT_T0);
     _mm_prefetch(p + 16 * sizeof *b - 1, _MM_HINT_T0);
@@ -407,12 +405,6 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
 #define KQ_RN 64 /* tokens per tile: the accumulators take KQ_R * KQ_RN * 96 bytes */
 #define KQ_R 4   /* rows per register block */
 
-#if defined(__GNUC__)
-#define KQ_INLINE static inline __attribute__((always_inline))
-#else
-#define KQ_INLINE static inline
-#endif
-
 #if defined(__clang__)
 #define KQ_UNROLL _Pragma("clang loop unroll(full)")
 #elif defined(__GNUC__)
@@ -421,12 +413,12 @@ void deepc_avx512vnni_gemm_q8_0(int nrows, int ntok, size_t n, const void *w, si
 #define KQ_UNROLL
 #endif
 
-KQ_INLINE __m512i opaque512(__m512i v) {
+DEEPC_INLINE __m512i opaque512(__m512i v) {
     __asm__("" : "+v"(v));
     return v;
 }
 
-KQ_INLINE __m256i opaque256(__m256i v) {
+DEEPC_INLINE __m256i opaque256(__m256i v) {
     __asm__("" : "+v"(v));
     return v;
 }
@@ -452,12 +444,12 @@ typedef struct {
  * 128 * sum_c scale_c * (code sum) per lane, a property of the weights
  * alone, taken off up front (nc). Every lane's total is the same integer as
  * vec_dot's. */
-KQ_INLINE __m512i kq_pair(__m512i src, __m512i x_even, __m512i q_even, __m512i x_odd, __m512i q_odd, __m512i s) {
+DEEPC_INLINE __m512i kq_pair(__m512i src, __m512i x_even, __m512i q_even, __m512i x_odd, __m512i q_odd, __m512i s) {
     __m512i p = _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), x_odd, q_odd), 16);
     return _mm512_dpwssd_epi32(src, _mm512_dpbusd_epi32(p, x_even, q_even), s);
 }
 
-KQ_INLINE void kq_vnni_prep(const __m512i Q[4], kq_wsb *o) {
+DEEPC_INLINE void kq_vnni_prep(const __m512i Q[4], kq_wsb *o) {
     const __m512i ones = _mm512_set1_epi8(1), z = _mm512_setzero_si512();
     __m512i c = kq_pair(z, ones, Q[0], ones, Q[1], o->sp[0]);
     c = kq_pair(c, ones, Q[2], ones, Q[3], o->sp[1]);
@@ -481,12 +473,12 @@ static inline __m512i kq_idx4p(int a0, int b0, int a1, int b1, int a2, int b2, i
                             (short)b0, (short)a0, (short)b0, (short)a0, (short)b0, (short)a0, (short)b0, (short)a0);
 }
 
-KQ_INLINE __m512i kq_shifts2(int lo, int hi) {
+DEEPC_INLINE __m512i kq_shifts2(int lo, int hi) {
     return _mm512_inserti64x4(_mm512_set1_epi16((short)lo), _mm256_set1_epi16((short)hi), 1);
 }
 
 /* q3_k / q2_k: chunk c's 128-bit lane j is sub-block 4c + j. */
-KQ_INLINE void kq_sub16_scales(bool vnni, __m512i sc, kq_wsb *o) {
+DEEPC_INLINE void kq_sub16_scales(bool vnni, __m512i sc, kq_wsb *o) {
     if (vnni) {
         o->sp[0] = _mm512_permutexvar_epi16(kq_idx4p(0, 4, 1, 5, 2, 6, 3, 7), sc);
         o->sp[1] = _mm512_permutexvar_epi16(kq_idx4p(8, 12, 9, 13, 10, 14, 11, 15), sc);
@@ -501,7 +493,7 @@ KQ_INLINE void kq_sub16_scales(bool vnni, __m512i sc, kq_wsb *o) {
 /* Unpacks one super-block of row w (type t) into the codes Q[0..3] (chunk c:
  * elements 64c .. 64c+63, unsigned) and *o; the same operations as the
  * type's vec_dot. */
-KQ_INLINE void kq_unpack(deepc_type t, bool vnni, const void *w, __m512i Q[4], kq_wsb *o) {
+DEEPC_INLINE void kq_unpack(deepc_type t, bool vnni, const void *w, __m512i Q[4], kq_wsb *o) {
     if (t == DEEPC_TYPE_Q3_K) {
         const deepc_block_q3_k *a = w;
         const __m512i m3 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(1);
@@ -548,7 +540,7 @@ KQ_INLINE void kq_unpack(deepc_type t, bool vnni, const void *w, __m512i Q[4], k
 
 /* R rows (codes Q, the rest W) against tokens x[0..tn) of super-block ib:
  * each output's lanes, folded into its accumulators acc[j * KQ_R + r]. */
-KQ_INLINE void kq_tokens(deepc_type t, bool vnni, int R, const __m512i Q[][4], const kq_wsb *W, const unsigned char *x,
+DEEPC_INLINE void kq_tokens(deepc_type t, bool vnni, int R, const __m512i Q[][4], const kq_wsb *W, const unsigned char *x,
                          size_t x_stride, size_t ib, int tn, __m512 *acc, __m256 *accm) {
     const bool has_min = t != DEEPC_TYPE_Q3_K;
     /* d_w of each row (lanes 0-3) and dmin_w (4-7): one multiply by d_x per
@@ -606,13 +598,13 @@ KQ_INLINE void kq_tokens(deepc_type t, bool vnni, int R, const __m512i Q[][4], c
  * those two; which operand comes first is immaterial) and hsum256_ps (the
  * same from 128 bits down). A compiler with another tree would fail the
  * parity tests (test/test_ops.c). */
-KQ_INLINE __m128 kq_tree4(__m512 c) {
+DEEPC_INLINE __m128 kq_tree4(__m512 c) {
     __m512 d = _mm512_add_ps(c, _mm512_permute_ps(c, _MM_SHUFFLE(1, 0, 3, 2)));
     __m512 e = _mm512_add_ps(d, _mm512_permute_ps(d, _MM_SHUFFLE(2, 3, 0, 1)));
     return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), e));
 }
 
-KQ_INLINE __m128 kq_reduce4(const __m512 a[4]) {
+DEEPC_INLINE __m128 kq_reduce4(const __m512 a[4]) {
     __m512 b01 = _mm512_add_ps(_mm512_shuffle_f32x4(a[0], a[1], _MM_SHUFFLE(1, 0, 1, 0)),
                                _mm512_shuffle_f32x4(a[0], a[1], _MM_SHUFFLE(3, 2, 3, 2)));
     __m512 b23 = _mm512_add_ps(_mm512_shuffle_f32x4(a[2], a[3], _MM_SHUFFLE(1, 0, 1, 0)),
@@ -621,7 +613,7 @@ KQ_INLINE __m128 kq_reduce4(const __m512 a[4]) {
                                   _mm512_shuffle_f32x4(b01, b23, _MM_SHUFFLE(3, 1, 3, 1))));
 }
 
-KQ_INLINE __m128 kq_hsum4(const __m256 m[4]) {
+DEEPC_INLINE __m128 kq_hsum4(const __m256 m[4]) {
     __m512 m01 = _mm512_insertf32x8(_mm512_castps256_ps512(m[0]), m[1], 1);
     __m512 m23 = _mm512_insertf32x8(_mm512_castps256_ps512(m[2]), m[3], 1);
     return kq_tree4(_mm512_add_ps(_mm512_shuffle_f32x4(m01, m23, _MM_SHUFFLE(2, 0, 2, 0)),
@@ -629,7 +621,7 @@ KQ_INLINE __m128 kq_hsum4(const __m256 m[4]) {
 }
 
 /* R rows from row w against the tile's tn tokens, all super-blocks. */
-KQ_INLINE void kq_rows(deepc_type t, bool vnni, int R, size_t nb, const unsigned char *w, size_t w_stride,
+DEEPC_INLINE void kq_rows(deepc_type t, bool vnni, int R, size_t nb, const unsigned char *w, size_t w_stride,
                        size_t wblk, const unsigned char *x, size_t x_stride, int tn, float *y, size_t y_stride,
                        __m512 *acc, __m256 *accm) {
     for (int r = 0; r < R; r++)
@@ -665,7 +657,7 @@ KQ_INLINE void kq_rows(deepc_type t, bool vnni, int R, size_t nb, const unsigned
 
 /* Token tiles of equal size (70 tokens go as 35 + 35), each over every row:
  * the tile's activations stay in L2 while the weights stream past once. */
-KQ_INLINE void kq_gemm(deepc_type t, bool vnni, int nrows, int ntok, size_t n, const void *w, size_t w_stride,
+DEEPC_INLINE void kq_gemm(deepc_type t, bool vnni, int nrows, int ntok, size_t n, const void *w, size_t w_stride,
                        const void *x, size_t x_stride, float *y, size_t y_stride) {
     size_t nb = n / DEEPC_QK_K, wblk = deepc_type_info((int)t)->block_bytes;
     const unsigned char *wb = w, *xb = x;

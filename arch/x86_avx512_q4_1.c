@@ -31,15 +31,9 @@
 #include "cpu.h"
 #include "x86_transpose.h"
 
-#if defined(__GNUC__)
-#define Q41_INLINE static inline __attribute__((always_inline))
-#else
-#define Q41_INLINE static inline
-#endif
-
 #define Q41_G 16 /* blocks per group: one float lane each */
 
-Q41_INLINE __m256i opaque256(__m256i v) {
+DEEPC_INLINE __m256i opaque256(__m256i v) {
     __asm__("" : "+v"(v));
     return v;
 }
@@ -52,13 +46,13 @@ Q41_INLINE __m256i opaque256(__m256i v) {
  * the 34-byte activation blocks (word 17k: eight) are picked out of plain
  * loads by two-source permutes. Loads are masked to the c blocks: nothing
  * past them is read, and the lanes of missing blocks are zero. */
-Q41_INLINE __m512i q41_ld_dw(const void *p, int i, size_t c) { /* dwords 16i .. 16i+15 of the first 5c */
+DEEPC_INLINE __m512i q41_ld_dw(const void *p, int i, size_t c) { /* dwords 16i .. 16i+15 of the first 5c */
     long v = 5 * (long)c - 16 * i;
     __mmask16 k = v >= 16 ? (__mmask16)0xffff : v <= 0 ? (__mmask16)0 : (__mmask16)((1u << v) - 1);
     return _mm512_maskz_loadu_epi32(k, (const unsigned char *)p + 64 * i);
 }
 
-Q41_INLINE __m512i q41_ld_w(const void *p, int i, size_t c) { /* words 32i .. 32i+31 of the first 17c */
+DEEPC_INLINE __m512i q41_ld_w(const void *p, int i, size_t c) { /* words 32i .. 32i+31 of the first 17c */
     long v = 17 * (long)c - 32 * i;
     __mmask32 k = v >= 32 ? (__mmask32)0xffffffffu : v <= 0 ? (__mmask32)0 : (__mmask32)((1u << v) - 1);
     return _mm512_maskz_loadu_epi16(k, (const unsigned char *)p + 64 * i);
@@ -67,7 +61,7 @@ Q41_INLINE __m512i q41_ld_w(const void *p, int i, size_t c) { /* words 32i .. 32
 /* Lane k: dword 5k + o (o < 5) of the group's 80 dwords z[0..4], i.e.
  * dword o of block k: from z0:z1 below dword 32, z2:z3 below 64, z4 above.
  * The permutes use the index's low 5 (4) bits, so one index serves all. */
-Q41_INLINE __m512i q41_pick(__m512i z0, __m512i z1, __m512i z2, __m512i z3, __m512i z4, int o) {
+DEEPC_INLINE __m512i q41_pick(__m512i z0, __m512i z1, __m512i z2, __m512i z3, __m512i z4, int o) {
     static const __mmask16 mid[5] = { 0x1f80, 0x1f80, 0x1fc0, 0x1fc0, 0x0fc0 };
     static const __mmask16 hi[5] = { 0xe000, 0xe000, 0xe000, 0xe000, 0xf000 };
     __m512i idx = _mm512_add_epi32(_mm512_setr_epi32(0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75),
@@ -83,17 +77,17 @@ Q41_INLINE __m512i q41_pick(__m512i z0, __m512i z1, __m512i z2, __m512i z3, __m5
     __m512i z0 = q41_ld_dw(a, 0, c), z1 = q41_ld_dw(a, 1, c), z2 = q41_ld_dw(a, 2, c), z3 = q41_ld_dw(a, 3, c), \
             z4 = q41_ld_dw(a, 4, c)
 
-Q41_INLINE void q41_dm_of(__m512i dm, __m512 *dw, __m512 *mw) {
+DEEPC_INLINE void q41_dm_of(__m512i dm, __m512 *dw, __m512 *mw) {
     *dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
     *mw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
 }
 
-Q41_INLINE void q41_load_dm(const deepc_block_q4_1 *a, size_t c, __m512 *dw, __m512 *mw) {
+DEEPC_INLINE void q41_load_dm(const deepc_block_q4_1 *a, size_t c, __m512 *dw, __m512 *mw) {
     Q41_LOAD_Z(a, c);
     q41_dm_of(q41_pick(z0, z1, z2, z3, z4, 0), dw, mw);
 }
 
-Q41_INLINE __m512 q41_load_dx(const deepc_block_q8_0 *b, size_t c) {
+DEEPC_INLINE __m512 q41_load_dx(const deepc_block_q8_0 *b, size_t c) {
     /* lane k: word 17k mod 64 of the pair of loads 2(k / 4), 2(k / 4) + 1 */
     const __m512i idx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 63, 46, 29, 12, 59, 42, 25, 8,
                                          55, 38, 21, 4, 51, 34, 17, 0);
@@ -106,12 +100,12 @@ Q41_INLINE __m512 q41_load_dx(const deepc_block_q8_0 *b, size_t c) {
 
 /* acc + d_x * (d_w * I - m_w * X): explicit fmsub / fma, so no compiler
  * contracts it differently in the two kernels. */
-Q41_INLINE __m512 q41_group_fma(__m512i isum, __m512 fx, __m512 dw, __m512 mw, __m512 dx, __m512 acc) {
+DEEPC_INLINE __m512 q41_group_fma(__m512i isum, __m512 fx, __m512 dw, __m512 mw, __m512 dx, __m512 acc) {
     __m512 t = _mm512_fmsub_ps(dw, _mm512_cvtepi32_ps(isum), _mm512_mul_ps(mw, fx));
     return _mm512_fmadd_ps(dx, t, acc);
 }
 
-Q41_INLINE float q41_finish(__m512 acc) {
+DEEPC_INLINE float q41_finish(__m512 acc) {
     return _mm512_reduce_add_ps(acc);
 }
 
@@ -122,7 +116,7 @@ Q41_INLINE float q41_finish(__m512 acc) {
  * the 16 bytes broadcast to both halves, the upper half shifted by 4 (a
  * masked shift), masked to nibbles: elements 0-15 low, 16-31 high, the
  * activation's order. */
-Q41_INLINE __m256i q41_block(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b, bool vnni) {
+DEEPC_INLINE __m256i q41_block(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b, bool vnni) {
     const __m256i m4 = _mm256_set1_epi8(15), ones8 = _mm256_set1_epi8(1);
     __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)a->qs));
     __m256i q = _mm256_and_si256(_mm256_mask_srli_epi16(raw, (__mmask16)0xff00, raw, 4), m4);
@@ -138,7 +132,7 @@ Q41_INLINE __m256i q41_block(const deepc_block_q4_1 *a, const deepc_block_q8_0 *
 }
 
 /* Eight vectors of 8 int32 lane sums -> their eight totals, in order. */
-Q41_INLINE __m256i q41_hsum8x8(__m256i v0, __m256i v1, __m256i v2, __m256i v3, __m256i v4, __m256i v5, __m256i v6,
+DEEPC_INLINE __m256i q41_hsum8x8(__m256i v0, __m256i v1, __m256i v2, __m256i v3, __m256i v4, __m256i v5, __m256i v6,
                                __m256i v7) {
     __m256i h01 = _mm256_hadd_epi32(v0, v1), h23 = _mm256_hadd_epi32(v2, v3);
     __m256i h45 = _mm256_hadd_epi32(v4, v5), h67 = _mm256_hadd_epi32(v6, v7);
@@ -151,7 +145,7 @@ Q41_INLINE __m256i q41_hsum8x8(__m256i v0, __m256i v1, __m256i v2, __m256i v3, _
  * last group only) repeat block c - 1, so every load stays inside the rows
  * and the code has no branches; their lanes are zeroed at the end. Written
  * out, not as an array, so every vector stays in a register. */
-Q41_INLINE __m512i q41_group_totals(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b, size_t c, bool vnni) {
+DEEPC_INLINE __m512i q41_group_totals(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b, size_t c, bool vnni) {
 #define B(k) q41_block(a + ((k) < c ? (k) : c - 1), b + ((k) < c ? (k) : c - 1), vnni)
     __m256i lo = q41_hsum8x8(B(0), B(1), B(2), B(3), B(4), B(5), B(6), B(7));
     __m256i hi = q41_hsum8x8(B(8), B(9), B(10), B(11), B(12), B(13), B(14), B(15));
@@ -161,7 +155,7 @@ Q41_INLINE __m512i q41_group_totals(const deepc_block_q4_1 *a, const deepc_block
 }
 
 /* One group of c blocks (16 but for the last) into acc. */
-Q41_INLINE __m512 q41_group(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b, size_t c, bool vnni, __m512 acc) {
+DEEPC_INLINE __m512 q41_group(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b, size_t c, bool vnni, __m512 acc) {
     __m512i t = q41_group_totals(a, b, c, vnni);
     /* t = I + X * 2^17 with |I| < 2^16: X = floor((t + 2^16) / 2^17) */
     __m512i xs = _mm512_srai_epi32(_mm512_add_epi32(t, _mm512_set1_epi32(1 << 16)), 17);
@@ -171,7 +165,7 @@ Q41_INLINE __m512 q41_group(const deepc_block_q4_1 *a, const deepc_block_q8_0 *b
     return q41_group_fma(is, _mm512_cvtepi32_ps(xs), dw, mw, q41_load_dx(b, c), acc);
 }
 
-Q41_INLINE float q41_dot(size_t n, const void *w, const void *x, bool vnni) {
+DEEPC_INLINE float q41_dot(size_t n, const void *w, const void *x, bool vnni) {
     const deepc_block_q4_1 *a = w;
     const deepc_block_q8_0 *b = x;
     size_t nb = n / DEEPC_QK4_1, g = 0;
@@ -202,7 +196,7 @@ typedef struct {
     __m512 fx, dx;
 } q41_xgroup;
 
-Q41_INLINE __m256i q41_ld256(const deepc_block_q8_0 *b, size_t k, size_t c) {
+DEEPC_INLINE __m256i q41_ld256(const deepc_block_q8_0 *b, size_t k, size_t c) {
     return k < c ? _mm256_loadu_si256((const __m256i *)b[k].qs) : _mm256_setzero_si256();
 }
 
@@ -231,7 +225,7 @@ static void q41_pack_group(const deepc_block_q8_0 *b, size_t c, q41_xgroup *xg) 
  * codes of elements 4j .. 4j+3 of block k (j < 4: low nibbles of qs dword
  * j, dword j + 1 of the block; j >= 4: the high nibbles of qs dword j - 4),
  * and the scales, all picked out of the same five loads. */
-Q41_INLINE void q41_load_w(const deepc_block_q4_1 *a, size_t c, __m512i W[8], __m512 *dw, __m512 *mw) {
+DEEPC_INLINE void q41_load_w(const deepc_block_q4_1 *a, size_t c, __m512i W[8], __m512 *dw, __m512 *mw) {
     const __m512i m4 = _mm512_set1_epi8(15);
     Q41_LOAD_Z(a, c);
 #define R(j)                                                                 \
@@ -251,7 +245,7 @@ Q41_INLINE void q41_load_w(const deepc_block_q4_1 *a, size_t c, __m512i W[8], __
 /* The 16 exact dots of weight group W with token group q. Without VNNI:
  * maddubs pairs (at most 2 * 15 * 128) summed in int16 over all eight
  * registers (at most 16 * 15 * 128 < 2^15), one madd at the end. */
-Q41_INLINE __m512i q41_idot(const __m512i W[8], const __m512i *q, bool vnni) {
+DEEPC_INLINE __m512i q41_idot(const __m512i W[8], const __m512i *q, bool vnni) {
     if (vnni) {
         __m512i i0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W[0], q[0]);
         __m512i i1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W[1], q[1]);
@@ -272,7 +266,7 @@ Q41_INLINE __m512i q41_idot(const __m512i W[8], const __m512i *q, bool vnni) {
 
 /* Rows wa (and wb when two) against the tile's tn tokens, all ng groups;
  * y[t * ys] (and y[t * ys + 1]). */
-Q41_INLINE void q41_rows(const deepc_block_q4_1 *wa, const deepc_block_q4_1 *wb, bool two, size_t nb, size_t ng,
+DEEPC_INLINE void q41_rows(const deepc_block_q4_1 *wa, const deepc_block_q4_1 *wb, bool two, size_t nb, size_t ng,
                          const q41_xgroup *xt, int tn, float *y, size_t ys, bool vnni) {
     __m512 acca[Q41_TN], accb[Q41_TN];
     for (size_t g = 0; g < ng; g++) {
@@ -300,7 +294,7 @@ Q41_INLINE void q41_rows(const deepc_block_q4_1 *wa, const deepc_block_q4_1 *wb,
     }
 }
 
-Q41_INLINE void q41_gemm(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x, size_t x_stride,
+DEEPC_INLINE void q41_gemm(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x, size_t x_stride,
                          float *y, size_t y_stride, bool vnni) {
     size_t nb = n / DEEPC_QK4_1, ng = (nb + Q41_G - 1) / Q41_G;
     if (nrows <= 0 || ntok <= 0) return;

@@ -49,12 +49,6 @@
 #include "cpu.h"
 #include "x86_transpose.h"
 
-#if defined(__GNUC__)
-#define Q4K_INLINE static inline __attribute__((always_inline))
-#else
-#define Q4K_INLINE static inline
-#endif
-
 /* The same 16 bytes in both 128-bit lanes. */
 #define Q4K_LANES2(...) _mm256_setr_epi8(__VA_ARGS__, __VA_ARGS__)
 
@@ -65,7 +59,7 @@
  * as in x86_avx512.c's q4_k_decode, straight into lane order: per 128-bit
  * lane (one super-block) bytes 0-3 sc_0,2,4,6, 4-7 sc_1,3,5,7, 8-11
  * mn_0,2,4,6, 12-15 mn_1,3,5,7 (the 16 bytes read end inside qs). */
-Q4K_INLINE void q4k_load_scales(const deepc_block_q4_k *a, bool two, __m512 *dsc, __m512 *dmn) {
+DEEPC_INLINE void q4k_load_scales(const deepc_block_q4_k *a, bool two, __m512 *dsc, __m512 *dmn) {
     const __m256i ia = Q4K_LANES2(0, 2, 8, 10, 1, 3, 9, 11, 4, 6, 8, 10, 5, 7, 9, 11);
     const __m256i ih = Q4K_LANES2(-1, -1, 0, 2, -1, -1, 1, 3, -1, -1, 4, 6, -1, -1, 5, 7);
     const __m256i mlo = Q4K_LANES2(63, 63, 15, 15, 63, 63, 15, 15, 63, 63, 0, 0, 63, 63, 0, 0);
@@ -92,7 +86,7 @@ Q4K_INLINE void q4k_load_scales(const deepc_block_q4_k *a, bool two, __m512 *dsc
 
 /* Activation side of a group: B per lane (pairs of bsums: one madd, whose
  * result only goes through a permute) and d_x per lane. */
-Q4K_INLINE void q4k_load_act(const deepc_block_q8_k *b, bool two, __m512 *fb, __m512 *dx) {
+DEEPC_INLINE void q4k_load_act(const deepc_block_q8_k *b, bool two, __m512 *fb, __m512 *dx) {
     __m256i s0 = _mm256_loadu_si256((const __m256i *)b[0].bsums);
     __m256i s1 = two ? _mm256_loadu_si256((const __m256i *)b[1].bsums) : _mm256_setzero_si256();
     __m512i s = _mm512_madd_epi16(_mm512_inserti64x4(_mm512_castsi256_si512(s0), s1, 1), _mm512_set1_epi16(1));
@@ -103,12 +97,12 @@ Q4K_INLINE void q4k_load_act(const deepc_block_q8_k *b, bool two, __m512 *fb, __
 
 /* acc + d_x * (dsc * I - dmn * B): explicit mul / fmsub / fma, so no
  * compiler contracts it differently in the two kernels. */
-Q4K_INLINE __m512 q4k_group_fma(__m512i isum, __m512 fb, __m512 dsc, __m512 dmn, __m512 dx, __m512 acc) {
+DEEPC_INLINE __m512 q4k_group_fma(__m512i isum, __m512 fb, __m512 dsc, __m512 dmn, __m512 dx, __m512 acc) {
     __m512 t = _mm512_fmsub_ps(dsc, _mm512_cvtepi32_ps(isum), _mm512_mul_ps(dmn, fb));
     return _mm512_fmadd_ps(dx, t, acc);
 }
 
-Q4K_INLINE float q4k_finish(__m512 acc) {
+DEEPC_INLINE float q4k_finish(__m512 acc) {
     return _mm512_reduce_add_ps(acc);
 }
 
@@ -117,7 +111,7 @@ Q4K_INLINE float q4k_finish(__m512 acc) {
 /* Eight vectors v[c] of 2 x 8 int32 lane sums -> lane c: the total of v[c]'s
  * low half, lane 8 + c: of its high half (pairs folded by unpacks and adds,
  * then the 128-bit lanes). */
-Q4K_INLINE __m512i q4k_hsum8x16(__m512i v0, __m512i v1, __m512i v2, __m512i v3, __m512i v4, __m512i v5, __m512i v6,
+DEEPC_INLINE __m512i q4k_hsum8x16(__m512i v0, __m512i v1, __m512i v2, __m512i v3, __m512i v4, __m512i v5, __m512i v6,
                                 __m512i v7) {
     __m512i a01 = _mm512_add_epi32(_mm512_unpacklo_epi32(v0, v1), _mm512_unpackhi_epi32(v0, v1));
     __m512i a23 = _mm512_add_epi32(_mm512_unpacklo_epi32(v2, v3), _mm512_unpackhi_epi32(v2, v3));
@@ -131,7 +125,7 @@ Q4K_INLINE __m512i q4k_hsum8x16(__m512i v0, __m512i v1, __m512i v2, __m512i v3, 
 
 /* One weight chunk (32 code bytes) in both halves, low nibbles below, high
  * nibbles above: the operand order of the activation's 64 bytes. */
-Q4K_INLINE __m512i q4k_wchunk(const uint8_t *qs) {
+DEEPC_INLINE __m512i q4k_wchunk(const uint8_t *qs) {
     __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qs));
     return _mm512_and_si512(_mm512_mask_srli_epi16(q, (__mmask32)0xffff0000u, q, 4), _mm512_set1_epi8(0x0f));
 }
@@ -139,14 +133,14 @@ Q4K_INLINE __m512i q4k_wchunk(const uint8_t *qs) {
 /* Chunk c of super-block a x b: lane sums of sub-blocks 2c (low half) and
  * 2c + 1 (high half). Without VNNI the madd's result only goes into the
  * unpack tree (nothing a compiler could fuse into vpdpwssd). */
-Q4K_INLINE __m512i q4k_chunk(const deepc_block_q4_k *a, const deepc_block_q8_k *b, int c, bool vnni) {
+DEEPC_INLINE __m512i q4k_chunk(const deepc_block_q4_k *a, const deepc_block_q8_k *b, int c, bool vnni) {
     __m512i q = q4k_wchunk(a->qs + 32 * c), xv = _mm512_loadu_si512(b->qs + 64 * c);
     if (vnni) return _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, xv);
     return _mm512_madd_epi16(_mm512_maddubs_epi16(q, xv), _mm512_set1_epi16(1));
 }
 
 /* One group (two super-blocks, or one when !two) into acc. */
-Q4K_INLINE __m512 q4k_vgroup(const deepc_block_q4_k *a, const deepc_block_q8_k *b, bool two, bool vnni, __m512 acc) {
+DEEPC_INLINE __m512 q4k_vgroup(const deepc_block_q4_k *a, const deepc_block_q8_k *b, bool two, bool vnni, __m512 acc) {
     const __m512i z = _mm512_setzero_si512();
     __m512i isum = q4k_hsum8x16(q4k_chunk(a, b, 0, vnni), q4k_chunk(a, b, 1, vnni), q4k_chunk(a, b, 2, vnni),
                                 q4k_chunk(a, b, 3, vnni), two ? q4k_chunk(a + 1, b + 1, 0, vnni) : z,
@@ -158,7 +152,7 @@ Q4K_INLINE __m512 q4k_vgroup(const deepc_block_q4_k *a, const deepc_block_q8_k *
     return q4k_group_fma(isum, fb, dsc, dmn, dx, acc);
 }
 
-Q4K_INLINE float q4k_dot(size_t n, const void *w, const void *x, bool vnni) {
+DEEPC_INLINE float q4k_dot(size_t n, const void *w, const void *x, bool vnni) {
     const deepc_block_q4_k *a = w;
     const deepc_block_q8_k *b = x;
     size_t nb = n / DEEPC_QK_K, i = 0;
@@ -207,7 +201,7 @@ static void q4k_pack_group(const deepc_block_q8_k *b, bool two, q4k_xgroup *xg) 
 
 /* Weight super-blocks a[0] (and a[1]) transposed to the lanes of
  * q4k_pack_group, and their scales. */
-Q4K_INLINE void q4k_load_w(const deepc_block_q4_k *a, bool two, __m512i W[8], __m512 *dsc, __m512 *dmn) {
+DEEPC_INLINE void q4k_load_w(const deepc_block_q4_k *a, bool two, __m512i W[8], __m512 *dsc, __m512 *dmn) {
     const __m512i z = _mm512_setzero_si512();
     __m512i z0 = q4k_wchunk(a[0].qs), z1 = q4k_wchunk(a[0].qs + 32);
     __m512i z2 = q4k_wchunk(a[0].qs + 64), z3 = q4k_wchunk(a[0].qs + 96);
@@ -220,7 +214,7 @@ Q4K_INLINE void q4k_load_w(const deepc_block_q4_k *a, bool two, __m512i W[8], __
 /* The 16 exact sub-block dots of weight group W with token group q.
  * Without VNNI: maddubs pairs (at most 2 * 15 * 128) summed in int16 over
  * all eight registers (at most 16 * 15 * 128 < 2^15), one madd at the end. */
-Q4K_INLINE __m512i q4k_idot(const __m512i W[8], const __m512i *q, bool vnni) {
+DEEPC_INLINE __m512i q4k_idot(const __m512i W[8], const __m512i *q, bool vnni) {
     if (vnni) {
         __m512i i0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W[0], q[0]);
         __m512i i1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W[1], q[1]);
@@ -244,7 +238,7 @@ Q4K_INLINE __m512i q4k_idot(const __m512i W[8], const __m512i *q, bool vnni) {
  * and into accumulators acca[t], accb[t]; the first group of a row starts
  * from zero, as vec_dot's accumulator, and after its last group the outputs
  * go to y[t * ys] (and y[t * ys + 1]). */
-Q4K_INLINE void q4k_rows(const deepc_block_q4_k *wa, const deepc_block_q4_k *wb, bool two, size_t nb, size_t g0,
+DEEPC_INLINE void q4k_rows(const deepc_block_q4_k *wa, const deepc_block_q4_k *wb, bool two, size_t nb, size_t g0,
                          size_t g1, size_t ng, const q4k_xgroup *xt, int tn, __m512 *acca, __m512 *accb, float *y,
                          size_t ys, bool vnni) {
     size_t kg = g1 - g0;
@@ -272,7 +266,7 @@ Q4K_INLINE void q4k_rows(const deepc_block_q4_k *wa, const deepc_block_q4_k *wb,
     }
 }
 
-Q4K_INLINE void q4k_gemm(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x, size_t x_stride,
+DEEPC_INLINE void q4k_gemm(int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x, size_t x_stride,
                          float *y, size_t y_stride, bool vnni) {
     size_t nb = n / DEEPC_QK_K, ng = (nb + 1) / 2;
     if (nrows <= 0 || ntok <= 0) return;

@@ -40,12 +40,6 @@
 
 #include "cpu.h"
 
-#if defined(__GNUC__)
-#define Q6_INLINE static inline __attribute__((always_inline))
-#else
-#define Q6_INLINE static inline
-#endif
-
 #if defined(__clang__)
 #define Q6_UNROLL _Pragma("clang loop unroll(full)")
 #elif defined(__GNUC__)
@@ -54,7 +48,7 @@
 #define Q6_UNROLL
 #endif
 
-Q6_INLINE __m512i opaque512(__m512i v) {
+DEEPC_INLINE __m512i opaque512(__m512i v) {
     __asm__("" : "+v"(v));
     return v;
 }
@@ -86,7 +80,7 @@ typedef struct {
  * total, so vec_dot and gemm may differ in the path. */
 typedef enum { Q6_BW, Q6_DPBUSD, Q6_DPWSSD } q6_path;
 
-Q6_INLINE void q6_unpack(const deepc_block_q6_k *a, q6_path path, __m512i Q[4], q6_wsb *o) {
+DEEPC_INLINE void q6_unpack(const deepc_block_q6_k *a, q6_path path, __m512i Q[4], q6_wsb *o) {
     const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
     /* top bits: bits 0-1 (lower half) and 2-3 (upper) of qh to 4-5 for the
      * low-nibble chunk, bits 4-5 and 6-7 for the high-nibble chunk */
@@ -118,7 +112,7 @@ Q6_INLINE void q6_unpack(const deepc_block_q6_k *a, q6_path path, __m512i Q[4], 
 
 /* The super-block's 16 int32 lanes against activation block xb (their sum
  * is isum). */
-Q6_INLINE __m512i q6_lanes(const __m512i Q[4], const q6_wsb *o, const deepc_block_q8_k *xb, q6_path path) {
+DEEPC_INLINE __m512i q6_lanes(const __m512i Q[4], const q6_wsb *o, const deepc_block_q8_k *xb, q6_path path) {
     __m512i bs = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)xb->bsums));
     if (path == Q6_DPWSSD) {
         __m512i sumi = _mm512_madd_epi16(bs, o->nsc);
@@ -148,7 +142,7 @@ Q6_INLINE __m512i q6_lanes(const __m512i Q[4], const q6_wsb *o, const deepc_bloc
 }
 
 /* The totals of four lane vectors, in order (exact). */
-Q6_INLINE __m128i q6_reduce4(__m512i a, __m512i b, __m512i c, __m512i d) {
+DEEPC_INLINE __m128i q6_reduce4(__m512i a, __m512i b, __m512i c, __m512i d) {
     __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
     __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
     __m512i s = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
@@ -157,7 +151,7 @@ Q6_INLINE __m128i q6_reduce4(__m512i a, __m512i b, __m512i c, __m512i d) {
 }
 
 /* sum += p[0], ..., p[c-1], in order, one rounding each (the scalar loop). */
-Q6_INLINE float q6_add_in_order(float sum, __m128 p, int c) {
+DEEPC_INLINE float q6_add_in_order(float sum, __m128 p, int c) {
     sum += _mm_cvtss_f32(p);
     if (c > 1) sum += _mm_cvtss_f32(_mm_movehdup_ps(p));
     if (c > 2) sum += _mm_cvtss_f32(_mm_movehl_ps(p, p));
@@ -170,7 +164,7 @@ Q6_INLINE float q6_add_in_order(float sum, __m128 p, int c) {
 /* Four super-blocks per step (the last step may have fewer: zero lanes for
  * the missing ones, whose products are not added): their isums by one
  * reduction, then (d_w * d_x) * isum as four products and four adds. */
-Q6_INLINE float q6_dot_body(size_t n, const void *w, const void *x, bool vnni) {
+DEEPC_INLINE float q6_dot_body(size_t n, const void *w, const void *x, bool vnni) {
     const deepc_block_q6_k *a = w;
     const deepc_block_q8_k *b = x;
     size_t nb = n / DEEPC_QK_K;
@@ -222,7 +216,7 @@ float deepc_avx512_vec_dot_q6_k_vnni(size_t n, const void *w, const void *x) {
 #define Q6_RN 64 /* tokens per tile */
 #define Q6_R 4   /* rows per register block */
 
-Q6_INLINE void q6_rows(q6_path path, int R, size_t nb, const unsigned char *w, size_t w_stride, const unsigned char *x,
+DEEPC_INLINE void q6_rows(q6_path path, int R, size_t nb, const unsigned char *w, size_t w_stride, const unsigned char *x,
                        size_t x_stride, int tn, float *y, size_t y_stride) {
     __m128 acc[Q6_RN];
     for (int j = 0; j < tn; j++) acc[j] = _mm_setzero_ps();
@@ -258,7 +252,7 @@ Q6_INLINE void q6_rows(q6_path path, int R, size_t nb, const unsigned char *w, s
     }
 }
 
-Q6_INLINE void q6_gemm(bool vnni, int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
+DEEPC_INLINE void q6_gemm(bool vnni, int nrows, int ntok, size_t n, const void *w, size_t w_stride, const void *x,
                        size_t x_stride, float *y, size_t y_stride) {
     size_t nb = n / DEEPC_QK_K;
     const unsigned char *wb = w, *xb = x;

@@ -11,16 +11,12 @@
 
 #include <immintrin.h>
 
-#if defined(__GNUC__)
-#define DEEPC_TRANSPOSE_INLINE static inline __attribute__((always_inline))
-#else
-#define DEEPC_TRANSPOSE_INLINE static inline
-#endif
+#include "cpu.h"
 
 #if defined(__AVX2__)
 /* out[j] lane l = dword j of z_l (l, j < 8). */
-DEEPC_TRANSPOSE_INLINE void deepc_transpose8x8_epi32(__m256i z0, __m256i z1, __m256i z2, __m256i z3, __m256i z4,
-                                                     __m256i z5, __m256i z6, __m256i z7, __m256i out[8]) {
+DEEPC_INLINE void deepc_transpose8x8_epi32(__m256i z0, __m256i z1, __m256i z2, __m256i z3, __m256i z4,
+                                           __m256i z5, __m256i z6, __m256i z7, __m256i out[8]) {
     __m256i t0 = _mm256_unpacklo_epi32(z0, z1), t1 = _mm256_unpackhi_epi32(z0, z1);
     __m256i t2 = _mm256_unpacklo_epi32(z2, z3), t3 = _mm256_unpackhi_epi32(z2, z3);
     __m256i t4 = _mm256_unpacklo_epi32(z4, z5), t5 = _mm256_unpackhi_epi32(z4, z5);
@@ -43,8 +39,8 @@ DEEPC_TRANSPOSE_INLINE void deepc_transpose8x8_epi32(__m256i z0, __m256i z1, __m
 
 #if defined(__AVX512F__)
 /* Within each 256-bit half h: out[j] lane 8h + l = dword j of half h of z_l. */
-DEEPC_TRANSPOSE_INLINE void deepc_transpose8x8_epi32_x2(__m512i z0, __m512i z1, __m512i z2, __m512i z3, __m512i z4,
-                                                        __m512i z5, __m512i z6, __m512i z7, __m512i out[8]) {
+DEEPC_INLINE void deepc_transpose8x8_epi32_x2(__m512i z0, __m512i z1, __m512i z2, __m512i z3, __m512i z4,
+                                              __m512i z5, __m512i z6, __m512i z7, __m512i out[8]) {
     __m512i t0 = _mm512_unpacklo_epi32(z0, z1), t1 = _mm512_unpackhi_epi32(z0, z1);
     __m512i t2 = _mm512_unpacklo_epi32(z2, z3), t3 = _mm512_unpackhi_epi32(z2, z3);
     __m512i t4 = _mm512_unpacklo_epi32(z4, z5), t5 = _mm512_unpackhi_epi32(z4, z5);
