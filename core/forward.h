@@ -16,7 +16,7 @@
 /* The smallest batch that takes the gemm for weight type t. q4_1's already
  * at one token: its vec_dot must fold every block's lane sums horizontally,
  * while the gemm's transposed blocks need no folding (Zen 4, 1408 columns:
- * 1.6-2x vec_dot at 1 token; test/tools/kernbench --gemm 1 --cols 1408). */
+ * 1.6-2x vec_dot at 1 token; test/tools/kernbench --gemm 2048,1408,1). */
 static inline int deepc_gemm_min_tokens(deepc_type t) {
     return t == DEEPC_TYPE_Q4_1 ? 1 : DEEPC_GEMM_MIN_TOKENS;
 }
